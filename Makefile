@@ -1,0 +1,42 @@
+# rentgate: `make run` serves the demo on 127.0.0.1:5000, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run migrate seed test test-sqlite lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/rentgate migrate
+
+seed: migrate
+	$(BIN)/rentgate seed-demo
+
+run: seed
+	$(BIN)/rentgate serve --bind 127.0.0.1:5000
+
+# Runs every test on SQLite and on PostgreSQL (RENTGATE_TEST_POSTGRES_URL,
+# default postgresql+psycopg://postgres@127.0.0.1:5432/test).
+test: install
+	$(BIN)/pytest -q
+
+test-sqlite: install
+	RENTGATE_TEST_BACKENDS=sqlite $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+
+format: install
+	$(BIN)/ruff format src tests migrations
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

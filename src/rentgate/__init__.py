@@ -1,0 +1,62 @@
+"""rentgate: an HTTP gateway that rents out AI infrastructure and books revenue."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, Response, g, request
+
+from rentgate.config import Settings, load_settings
+from rentgate.runtime import Runtime
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app from ``settings`` or from the environment."""
+    from rentgate import db, errors
+    from rentgate.api import health, leases, orders
+    from rentgate.logs import configure_logging
+
+    # Defaults and the configuration source.
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        DEBUG=settings.debug,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    # Extensions: the database, providers and request ids.
+    app.extensions["rentgate"] = Runtime.build(settings)
+    db.init_app(app)
+    _init_request_ids(app)
+
+    # Blueprints.
+    app.register_blueprint(health.bp)
+    app.register_blueprint(orders.bp)
+    app.register_blueprint(leases.bp)
+
+    # Error handlers.
+    errors.init_app(app)
+    return app
+
+
+def _init_request_ids(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        valid = (
+            0 < len(incoming) <= 128 and incoming.isascii() and incoming.isprintable()
+        )
+        g.request_id = incoming if valid else uuid.uuid4().hex
+
+    @app.after_request
+    def return_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response

@@ -1,0 +1,187 @@
+"""Reservations of capacity and credit, made only by conditional UPDATEs.
+
+Each UPDATE checks the limit in its WHERE clause, so concurrent transactions
+on any number of processes cannot oversell: PostgreSQL re-evaluates the
+condition after the row lock is released, and SQLite runs one writer at a
+time. CHECK constraints on the tables stop any bug that slips past.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from rentgate.errors import Conflict, PaymentRequired, Unprocessable
+from rentgate.models import CapacityPool, CreditPeriod, Lease, Tenant, utcnow
+from rentgate.money import format_money
+from rentgate.pricing import Quote
+
+
+def find_pool(session: Session, offering: str, name: str | None) -> CapacityPool | None:
+    """Return the named pool, the offering's default pool, or None if unpooled."""
+    if name is not None:
+        pool = session.scalars(
+            select(CapacityPool).where(
+                CapacityPool.offering == offering, CapacityPool.name == name
+            )
+        ).first()
+        if pool is None:
+            names = session.scalars(
+                select(CapacityPool.name)
+                .where(CapacityPool.offering == offering)
+                .order_by(CapacityPool.name)
+            ).all()
+            raise Unprocessable(
+                f"No capacity pool named '{name}' for offering '{offering}'; "
+                f"choose one of: {', '.join(names) or 'none configured'}.",
+                errors=[
+                    {
+                        "field": "gpu_model" if offering == "compute" else "dataset",
+                        "message": f"unknown pool '{name}'",
+                        "type": "unknown_pool",
+                    }
+                ],
+            )
+        return pool
+    return session.scalars(
+        select(CapacityPool)
+        .where(CapacityPool.offering == offering)
+        .order_by(CapacityPool.is_default.desc(), CapacityPool.id)
+        .limit(1)
+    ).first()
+
+
+def reserve_capacity(
+    session: Session, offering: str, name: str | None, quantity: int
+) -> CapacityPool | None:
+    """Take ``quantity`` units from the pool, or raise 409 if too few are free."""
+    pool = find_pool(session, offering, name)
+    if pool is None:
+        return None
+    taken = session.execute(
+        update(CapacityPool)
+        .where(
+            CapacityPool.id == pool.id,
+            CapacityPool.used + quantity <= CapacityPool.capacity,
+        )
+        .values(used=CapacityPool.used + quantity)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        session.refresh(pool)
+        free = pool.capacity - pool.used
+        raise Conflict(
+            f"Capacity pool '{pool.name}' of offering '{offering}' has {free} of "
+            f"{pool.capacity} units free and the order asks for {quantity}; order "
+            "fewer units or retry later.",
+            extra={"pool": pool.name, "free": free, "capacity": pool.capacity},
+        )
+    return pool
+
+
+def current_period() -> str:
+    """Return the calendar month credit is counted in, such as ``2026-12``."""
+    return utcnow().strftime("%Y-%m")
+
+
+def reserve_credit(session: Session, tenant_id: int, priced: Quote) -> str | None:
+    """Count an order against the tenant's monthly limit; 402 if it would pass it."""
+    return reserve_credit_amount(
+        session, tenant_id, priced.amount_minor, priced.currency
+    )
+
+
+def reserve_credit_amount(
+    session: Session, tenant_id: int, amount: int, currency: str
+) -> str | None:
+    """Count ``amount`` minor units against this month's limit, or raise 402."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or tenant.credit_limit_minor is None:
+        return None
+    if currency != tenant.credit_currency:
+        raise Unprocessable(
+            f"The order is priced in {currency} but the tenant's credit "
+            f"limit is in {tenant.credit_currency}; ask the operator to align them."
+        )
+    period = current_period()
+    _ensure_period(session, tenant, period)
+    taken = session.execute(
+        update(CreditPeriod)
+        .where(
+            CreditPeriod.tenant_id == tenant_id,
+            CreditPeriod.period == period,
+            CreditPeriod.used_minor + amount <= CreditPeriod.limit_minor,
+        )
+        .values(used_minor=CreditPeriod.used_minor + amount)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        row = session.scalars(
+            select(CreditPeriod).where(
+                CreditPeriod.tenant_id == tenant_id, CreditPeriod.period == period
+            )
+        ).one()
+        session.refresh(row)
+        remaining = row.limit_minor - row.used_minor
+        raise PaymentRequired(
+            f"The order costs {format_money(amount, currency)} "
+            f"{currency} but only {format_money(remaining, currency)} "
+            f"of the credit limit for {period} remains; release leases or ask the "
+            "operator to raise the limit.",
+            extra={"remaining": format_money(remaining, currency)},
+        )
+    return period
+
+
+def _ensure_period(session: Session, tenant: Tenant, period: str) -> None:
+    # INSERT .. ON CONFLICT DO NOTHING lets the first orders of a new month (or
+    # a new tenant) race safely: one insert wins, the others see its row.
+    values = {
+        "tenant_id": tenant.id,
+        "period": period,
+        "limit_minor": tenant.credit_limit_minor,
+        "used_minor": 0,
+    }
+    insert = (
+        pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    )
+    session.execute(
+        insert(CreditPeriod)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "period"])
+    )
+
+
+def release_reservation(session: Session, lease: Lease) -> None:
+    """Give back the capacity and credit a lease reserved."""
+    release_capacity(session, lease)
+    release_credit(session, lease, lease.amount_minor)
+
+
+def release_capacity(session: Session, lease: Lease) -> None:
+    """Return the lease's units to its pool."""
+    if lease.pool_id is None:
+        return
+    session.execute(
+        update(CapacityPool)
+        .where(CapacityPool.id == lease.pool_id)
+        .values(used=CapacityPool.used - lease.quantity)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_credit(session: Session, lease: Lease, amount_minor: int) -> None:
+    """Return ``amount_minor`` of credit to the period the lease was counted in."""
+    if lease.credit_period is None or amount_minor <= 0:
+        return
+    session.execute(
+        update(CreditPeriod)
+        .where(
+            CreditPeriod.tenant_id == lease.tenant_id,
+            CreditPeriod.period == lease.credit_period,
+        )
+        .values(used_minor=CreditPeriod.used_minor - amount_minor)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,1 @@
+"""HTTP views: thin layers that validate, call one service function, answer."""

@@ -1,0 +1,41 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from rentgate.api.common import runtime
+from rentgate.migrations import current_revision, head_revision
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    rt = runtime()
+    checks: dict[str, object] = {}
+    ready = True
+    try:
+        with rt.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            revision = current_revision(connection)
+        head = head_revision()
+        checks["database"] = "ok"
+        checks["migrations"] = {"current": revision, "head": head}
+        if revision != head:
+            ready = False
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = False
+    checks["providers"] = {
+        name: breaker.current_state for name, breaker in rt.providers.breakers.items()
+    }
+    response = jsonify({"status": "ready" if ready else "not ready", "checks": checks})
+    response.status_code = 200 if ready else 503
+    return response

@@ -1,0 +1,230 @@
+"""Lease queries and the lifecycle after activation: release, extend, expire."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rentgate import admission
+from rentgate.errors import NotFound, Unprocessable
+from rentgate.models import Lease, LedgerEntry, utcnow
+from rentgate.money import format_decimal, format_money, to_minor
+from rentgate.pricing import charge_amount
+from rentgate.providers.base import Deadline, ProviderError
+from rentgate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def lease_to_dict(lease: Lease) -> dict[str, Any]:
+    """Render a lease for the API, money as decimal strings."""
+    return {
+        "id": lease.id,
+        "offering": lease.offering,
+        "provider": lease.provider,
+        "state": lease.state,
+        "quantity": lease.quantity,
+        "hours": lease.hours,
+        "unit": lease.unit,
+        "unit_price": format_decimal(lease.unit_price),
+        "amount": format_money(lease.amount_minor, lease.currency),
+        "currency": lease.currency,
+        "resource_id": lease.resource_id,
+        "pool": (lease.details or {}).get("pool"),
+        "details": lease.details or {},
+        "failure_reason": lease.failure_reason,
+        "created_at": _iso(lease.created_at),
+        "activated_at": _iso(lease.activated_at),
+        "failed_at": _iso(lease.failed_at),
+        "ended_at": _iso(lease.ended_at),
+        "expires_at": _iso(lease.expires_at),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def get_lease(
+    session: Session, tenant_id: int, lease_id: str, *, lock: bool = False
+) -> Lease:
+    """Return the tenant's lease or raise 404; another tenant's lease is 404 too."""
+    query = select(Lease).where(Lease.id == lease_id, Lease.tenant_id == tenant_id)
+    if lock:
+        query = query.with_for_update()
+    lease = session.scalars(query).first()
+    if lease is None:
+        raise NotFound(f"Lease '{lease_id}' not found for this tenant.")
+    return lease
+
+
+def list_leases(
+    session: Session,
+    tenant_id: int,
+    *,
+    page: int,
+    per_page: int,
+    state: str | None = None,
+    offering: str | None = None,
+) -> tuple[list[Lease], int]:
+    """Return one page of the tenant's leases, newest first, and the total."""
+    conditions = [Lease.tenant_id == tenant_id]
+    if state is not None:
+        conditions.append(Lease.state == state)
+    if offering is not None:
+        conditions.append(Lease.offering == offering)
+    total = session.scalar(select(func.count()).select_from(Lease).where(*conditions))
+    rows = session.scalars(
+        select(Lease)
+        .where(*conditions)
+        .order_by(Lease.created_at.desc(), Lease.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def _require_active(lease: Lease, action: str) -> None:
+    if lease.state != "active":
+        raise Unprocessable(
+            f"Lease '{lease.id}' is {lease.state}; only an active lease can be "
+            f"{action}.",
+            extra={"lease_id": lease.id, "state": lease.state},
+        )
+
+
+def used_hours(lease: Lease) -> int:
+    """Return the hours started since activation, capped at the term."""
+    assert lease.activated_at is not None and lease.hours is not None
+    elapsed = (utcnow() - lease.activated_at).total_seconds() / 3600
+    return min(lease.hours, max(1, math.ceil(elapsed)))
+
+
+def release_lease(runtime: Runtime, tenant_id: int, lease_id: str) -> Lease:
+    """End an active lease early and refund unused whole hours of a timed price."""
+    with runtime.read_sessions() as session:
+        lease = get_lease(session, tenant_id, lease_id)
+        _require_active(lease, "released")
+    provider = runtime.providers.get(lease.provider)
+    assert lease.resource_id is not None
+    provider.release(
+        lease.id, lease.resource_id, Deadline(runtime.settings.provider_deadline)
+    )
+
+    now = utcnow()
+    with runtime.transaction() as session:
+        lease = get_lease(session, tenant_id, lease_id, lock=True)
+        _require_active(lease, "released")
+        refund = 0
+        unused = 0
+        if lease.unit == "unit_hour" and lease.hours:
+            unused = lease.hours - used_hours(lease)
+            refund = _minor(lease, unused)
+        lease.state = "released"
+        lease.ended_at = now
+        lease.updated_at = now
+        admission.release_capacity(session, lease)
+        if refund > 0:
+            session.add(
+                LedgerEntry(
+                    lease_id=lease.id,
+                    tenant_id=lease.tenant_id,
+                    offering=lease.offering,
+                    kind="refund",
+                    amount_minor=-refund,
+                    currency=lease.currency,
+                    booked_at=now,
+                    note=f"early release, {unused} h unused",
+                )
+            )
+            admission.release_credit(session, lease, refund)
+    log.info("lease released lease_id=%s refund_minor=%s", lease.id, refund)
+    return lease
+
+
+def extend_lease(runtime: Runtime, tenant_id: int, lease_id: str, hours: int) -> Lease:
+    """Lengthen an active timed lease and book the extension as a new charge."""
+    now = utcnow()
+    with runtime.transaction() as session:
+        lease = get_lease(session, tenant_id, lease_id, lock=True)
+        _require_active(lease, "extended")
+        if lease.unit != "unit_hour" or lease.hours is None:
+            raise Unprocessable(
+                f"Lease '{lease.id}' is priced per {lease.unit.replace('_', '-')}, "
+                "not per unit-hour, so it cannot be extended; place a new order.",
+                extra={"lease_id": lease.id},
+            )
+        amount = _minor(lease, hours)
+        period = admission.reserve_credit_amount(
+            session, lease.tenant_id, amount, lease.currency
+        )
+        lease.hours += hours
+        lease.expires_at = (lease.expires_at or now) + timedelta(hours=hours)
+        lease.updated_at = now
+        if period is not None and lease.credit_period is None:
+            lease.credit_period = period
+        session.add(
+            LedgerEntry(
+                lease_id=lease.id,
+                tenant_id=lease.tenant_id,
+                offering=lease.offering,
+                kind="extension",
+                amount_minor=amount,
+                currency=lease.currency,
+                booked_at=now,
+                note=f"extended by {hours} h",
+            )
+        )
+    log.info(
+        "lease extended lease_id=%s hours=%s amount_minor=%s", lease.id, hours, amount
+    )
+    return lease
+
+
+def _minor(lease: Lease, hours: int) -> int:
+    amount = charge_amount(
+        lease.unit, lease.unit_price, lease.quantity, hours, lease.currency
+    )
+    return to_minor(amount, lease.currency)
+
+
+def expire_leases(runtime: Runtime, *, batch: int = 500) -> int:
+    """End active leases past their term, free their capacity; return the count."""
+    now = utcnow()
+    expired: list[Lease] = []
+    with runtime.transaction() as session:
+        query = (
+            select(Lease)
+            .where(Lease.state == "active", Lease.expires_at <= now)
+            .order_by(Lease.expires_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        for lease in session.scalars(query).all():
+            lease.state = "expired"
+            lease.ended_at = now
+            lease.updated_at = now
+            admission.release_capacity(session, lease)
+            expired.append(lease)
+    for lease in expired:
+        provider = runtime.providers.get(lease.provider)
+        try:
+            provider.release(
+                lease.id,
+                lease.resource_id or "",
+                Deadline(runtime.settings.provider_deadline),
+            )
+        except ProviderError as exc:
+            log.warning(
+                "provider release failed after expiry lease_id=%s provider=%s: %s",
+                lease.id,
+                lease.provider,
+                exc.detail,
+            )
+        log.info("lease expired lease_id=%s", lease.id)
+    return len(expired)

@@ -1,0 +1,385 @@
+"""The order flow: idempotency, quote, admit, call the provider, settle.
+
+Admission and settlement are each one database transaction; the provider call
+runs between them, outside any transaction, under a deadline. A crash between
+the two leaves the lease ``pending`` for ``rentgate reconcile``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pybreaker
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rentgate import admission
+from rentgate.errors import Conflict, NotFound, Unprocessable, problem_body
+from rentgate.leases import lease_to_dict
+from rentgate.models import IdempotencyKey, Lease, LedgerEntry, utcnow
+from rentgate.pricing import quote
+from rentgate.providers.base import (
+    ACTIONS,
+    Deadline,
+    ProviderError,
+    ProviderRequest,
+    ProviderResult,
+    ProviderUnavailable,
+)
+from rentgate.runtime import Runtime
+from rentgate.schemas import (
+    OFFERING_OF,
+    ComputeOrder,
+    CustomOptimizationOrder,
+    CustomTrainingOrder,
+    DataOrder,
+    Order,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMPUTE_HOURS = 1
+DEFAULT_DATA_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Quantity, lease term and pool that an order asks for."""
+
+    quantity: int
+    term_hours: int | None
+    billable_hours: int
+    pool: str | None
+
+
+@dataclass
+class Outcome:
+    """The HTTP status and body to send, and whether it is a replay."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def order_terms(order: Order) -> Terms:
+    """Derive quantity, term and pool from a validated order."""
+    if isinstance(order, ComputeOrder):
+        hours = order.hours or DEFAULT_COMPUTE_HOURS
+        return Terms(order.quantity, hours, hours, order.gpu_model)
+    if isinstance(order, DataOrder):
+        hours = order.hours or DEFAULT_DATA_HOURS
+        return Terms(order.quantity, hours, hours, order.dataset)
+    if isinstance(order, CustomOptimizationOrder | CustomTrainingOrder):
+        return Terms(1, order.duration, order.duration or 1, None)
+    return Terms(order.quantity, order.duration, order.duration, None)
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    """Return a stable hash of a JSON body, independent of key order."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def place_order(
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    route: str,
+    payload: dict[str, Any],
+    order: Order,
+    idempotency_key: str | None = None,
+) -> Outcome:
+    """Run the whole order flow and return what to answer."""
+    body_hash = request_hash(payload)
+    if idempotency_key is not None:
+        earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
+        if earlier is not None:
+            return _answer_from_claim(runtime, earlier, body_hash)
+
+    offering = OFFERING_OF[type(order)]
+    terms = order_terms(order)
+    provider_name = runtime.settings.provider_for(offering)
+    try:
+        lease = _admit(
+            runtime,
+            tenant_id=tenant_id,
+            offering=offering,
+            terms=terms,
+            provider_name=provider_name,
+            order=order,
+            claim=(route, idempotency_key, body_hash) if idempotency_key else None,
+        )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
+        if earlier is None:
+            raise
+        return _answer_from_claim(runtime, earlier, body_hash)
+
+    kind, action = ACTIONS[offering]
+    provider_request = ProviderRequest(
+        lease_id=lease.id,
+        tenant_id=tenant_id,
+        offering=offering,
+        kind=kind,
+        action=action,
+        quantity=terms.quantity,
+        hours=terms.term_hours,
+        pool=lease.details.get("pool"),
+        order=order.model_dump(mode="json", exclude_none=True),
+    )
+    try:
+        result = call_provider(runtime, provider_name, provider_request)
+    except ProviderError as exc:
+        return _provider_failed(runtime, lease, exc)
+    return settle_success(runtime, lease.id, result)
+
+
+def call_provider(
+    runtime: Runtime, provider_name: str, request: ProviderRequest
+) -> ProviderResult:
+    """Submit to the provider through its circuit breaker, under the deadline."""
+    provider = runtime.providers.get(provider_name)
+    breaker = runtime.providers.breakers[provider_name]
+    deadline = Deadline(runtime.settings.provider_deadline)
+    try:
+        return breaker.call(provider.submit, request, deadline)
+    except pybreaker.CircuitBreakerError:
+        raise ProviderUnavailable(
+            f"Provider {provider_name!r} is failing, so its circuit is open; "
+            f"retry after {int(runtime.settings.circuit_reset_seconds)} seconds.",
+            retry_after=int(runtime.settings.circuit_reset_seconds),
+        ) from None
+    except ProviderError:
+        raise
+    except Exception as exc:
+        log.exception(
+            "provider %s raised an unexpected error for lease %s",
+            provider_name,
+            request.lease_id,
+        )
+        raise ProviderError(
+            f"Provider {provider_name!r} failed with an unexpected error."
+        ) from exc
+
+
+def _admit(
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    offering: str,
+    terms: Terms,
+    provider_name: str,
+    order: Order,
+    claim: tuple[str, str | None, str] | None,
+) -> Lease:
+    with runtime.transaction() as session:
+        priced = quote(session, offering, terms.quantity, terms.billable_hours)
+        pool = admission.reserve_capacity(session, offering, terms.pool, terms.quantity)
+        period = admission.reserve_credit(session, tenant_id, priced)
+        details = order.model_dump(mode="json", exclude_none=True)
+        details["pool"] = pool.name if pool else None
+        lease = Lease(
+            tenant_id=tenant_id,
+            offering=offering,
+            provider=provider_name,
+            pool_id=pool.id if pool else None,
+            quantity=terms.quantity,
+            hours=terms.term_hours,
+            unit=priced.unit,
+            unit_price=priced.unit_price,
+            currency=priced.currency,
+            amount_minor=priced.amount_minor,
+            credit_period=period,
+            state="pending",
+            details=details,
+        )
+        session.add(lease)
+        session.flush()
+        if claim is not None:
+            route, key, body_hash = claim
+            session.add(
+                IdempotencyKey(
+                    tenant_id=tenant_id,
+                    route=route,
+                    key=key,
+                    request_hash=body_hash,
+                    lease_id=lease.id,
+                )
+            )
+            session.flush()
+    log.info(
+        "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
+        lease.id,
+        tenant_id,
+        offering,
+        lease.amount_minor,
+    )
+    return lease
+
+
+def settle_success(runtime: Runtime, lease_id: str, result: ProviderResult) -> Outcome:
+    """Activate a pending lease and book its one charge, in one transaction."""
+    with runtime.transaction() as session:
+        lease = session.get(Lease, lease_id, with_for_update=True)
+        if lease is None:
+            raise NotFound(f"Lease '{lease_id}' vanished before it was settled.")
+        activate(session, lease, result)
+        outcome = outcome_for_lease(lease)
+        complete_claim(session, lease.id, outcome)
+    return outcome
+
+
+def activate(session: Session, lease: Lease, result: ProviderResult) -> bool:
+    """Make a pending lease active and add its charge; False if not pending."""
+    if lease.state != "pending":
+        return False
+    now = utcnow()
+    lease.state = "active"
+    lease.resource_id = result.resource_id
+    lease.activated_at = now
+    lease.updated_at = now
+    if lease.hours:
+        lease.expires_at = now + timedelta(hours=lease.hours)
+    if result.details:
+        lease.details = {**lease.details, "provider": result.details}
+    session.add(
+        LedgerEntry(
+            lease_id=lease.id,
+            tenant_id=lease.tenant_id,
+            offering=lease.offering,
+            kind="charge",
+            amount_minor=lease.amount_minor,
+            currency=lease.currency,
+            booked_at=now,
+            note="order",
+        )
+    )
+    log.info("lease activated lease_id=%s resource_id=%s", lease.id, lease.resource_id)
+    return True
+
+
+def settle_failure(session: Session, lease: Lease, reason: str) -> bool:
+    """Fail a pending lease and release what it reserved; False if not pending."""
+    now = utcnow()
+    changed = session.execute(
+        update(Lease)
+        .where(Lease.id == lease.id, Lease.state == "pending")
+        .values(state="failed", failed_at=now, updated_at=now, failure_reason=reason)
+    ).rowcount
+    if not changed:
+        return False
+    admission.release_reservation(session, lease)
+    log.info("lease failed lease_id=%s reason=%s", lease.id, reason)
+    return True
+
+
+def _provider_failed(runtime: Runtime, lease: Lease, exc: ProviderError) -> Outcome:
+    extra = {"lease_id": lease.id}
+    if not exc.outcome_known:
+        log.warning(
+            "provider outcome unknown lease_id=%s provider=%s: %s",
+            lease.id,
+            lease.provider,
+            exc.detail,
+        )
+        exc.detail += " The lease stays pending until the reconcile job settles it."
+        exc.extra = {**exc.extra, **extra}
+        raise exc
+    with runtime.transaction() as session:
+        row = session.get(Lease, lease.id, with_for_update=True)
+        assert row is not None
+        settle_failure(session, row, exc.detail)
+        exc.extra = {**exc.extra, **extra}
+        outcome = Outcome(exc.status, problem_body(exc))
+        if exc.retry_after is not None:
+            outcome.headers["Retry-After"] = str(exc.retry_after)
+        complete_claim(session, lease.id, outcome)
+    log.warning(
+        "provider failed lease_id=%s provider=%s: %s",
+        lease.id,
+        lease.provider,
+        exc.detail,
+    )
+    return outcome
+
+
+def outcome_for_lease(lease: Lease) -> Outcome:
+    """Return the answer an order gets once its lease is settled."""
+    if lease.state == "failed":
+        error = ProviderError(
+            lease.failure_reason or "The provider failed.", extra={"lease_id": lease.id}
+        )
+        return Outcome(error.status, problem_body(error))
+    return Outcome(
+        201,
+        {
+            "status": "success",
+            "resource_id": lease.resource_id,
+            "lease": lease_to_dict(lease),
+        },
+        headers={"Location": f"/leases/{lease.id}"},
+    )
+
+
+def complete_claim(session: Session, lease_id: str, outcome: Outcome) -> None:
+    """Store the answer on the idempotency claim of a lease, if it has one."""
+    session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.lease_id == lease_id,
+            IdempotencyKey.response_status.is_(None),
+        )
+        .values(
+            response_status=outcome.status,
+            response_body=outcome.body,
+            completed_at=utcnow(),
+        )
+    )
+
+
+def _find_claim(
+    runtime: Runtime, tenant_id: int, route: str, key: str
+) -> IdempotencyKey | None:
+    with runtime.read_sessions() as session:
+        return session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.tenant_id == tenant_id,
+                IdempotencyKey.route == route,
+                IdempotencyKey.key == key,
+            )
+        ).first()
+
+
+def _answer_from_claim(
+    runtime: Runtime, claim: IdempotencyKey, body_hash: str
+) -> Outcome:
+    if claim.request_hash != body_hash:
+        raise Unprocessable(
+            "Idempotency-Key was already used with a different body; "
+            "use a new key for a new order.",
+            extra={"idempotency_key": claim.key},
+        )
+    if claim.response_status is not None and claim.response_body is not None:
+        return Outcome(claim.response_status, claim.response_body, replayed=True)
+
+    with runtime.read_sessions() as session:
+        lease = session.get(Lease, claim.lease_id) if claim.lease_id else None
+    if lease is not None and lease.state != "pending":
+        outcome = outcome_for_lease(lease)
+        outcome.replayed = True
+        return outcome
+    raise Conflict(
+        "A request with this Idempotency-Key is still being processed; "
+        "retry after the given number of seconds.",
+        retry_after=1,
+        extra={"lease_id": claim.lease_id},
+    )

@@ -1,0 +1,1 @@
+"""Provider clients that fulfil orders, and the registry that picks them."""

@@ -1,0 +1,82 @@
+"""The embedded provider: fulfils orders from the gateway's own database.
+
+Capacity is reserved when the gateway admits an order (a conditional UPDATE
+of the pool); this provider records the allocation under the lease id, so a
+second submit of the same lease returns the same resource.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rentgate.models import LocalAllocation
+from rentgate.providers.base import (
+    Deadline,
+    Provider,
+    ProviderRequest,
+    ProviderResult,
+    ProviderStatus,
+    ProviderUnavailable,
+)
+
+
+class LocalProvider(Provider):
+    """Allocates from capacity pools in the gateway database."""
+
+    honours_reference = True
+    engine: Engine | None = None
+
+    def bind(self, engine: Engine) -> None:
+        """Give the provider the gateway's engine."""
+        self.engine = engine
+
+    def _session(self) -> Session:
+        if self.engine is None:
+            raise ProviderUnavailable("Local provider has no database; call bind().")
+        return Session(self.engine)
+
+    def submit(self, request: ProviderRequest, deadline: Deadline) -> ProviderResult:
+        pool = request.pool or "any"
+        resource_id = f"{request.kind}-{pool}-{request.lease_id}"
+        with self._session() as session:
+            existing = session.get(LocalAllocation, request.lease_id)
+            if existing is not None:
+                return ProviderResult(existing.resource_id)
+            session.add(
+                LocalAllocation(
+                    lease_id=request.lease_id,
+                    resource_id=resource_id,
+                    offering=request.offering,
+                    quantity=request.quantity,
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                existing = session.get(LocalAllocation, request.lease_id)
+                if existing is None:
+                    raise
+                resource_id = existing.resource_id
+        return ProviderResult(resource_id)
+
+    def status(self, lease_id: str, deadline: Deadline) -> ProviderStatus:
+        with self._session() as session:
+            row = session.scalars(
+                select(LocalAllocation).where(LocalAllocation.lease_id == lease_id)
+            ).first()
+        if row is None:
+            return ProviderStatus("unknown", reason="no allocation for this lease")
+        if row.state != "active":
+            return ProviderStatus("failed", row.resource_id, reason="released")
+        return ProviderStatus("active", row.resource_id)
+
+    def release(self, lease_id: str, resource_id: str, deadline: Deadline) -> None:
+        with self._session() as session, session.begin():
+            session.execute(
+                update(LocalAllocation)
+                .where(LocalAllocation.lease_id == lease_id)
+                .values(state="released")
+            )

@@ -1,0 +1,256 @@
+"""Pydantic models of order bodies and answers; they validate and feed OpenAPI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from rentgate.errors import BadRequest, Unprocessable, validation_errors
+
+Name = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+]
+Region = Annotated[
+    StrictStr, Field(min_length=2, max_length=40, pattern=r"^[a-z0-9-]+$")
+]
+Hours = Annotated[StrictInt, Field(ge=1, le=8760, description="Lease term in hours.")]
+Requirement = Annotated[StrictStr, Field(min_length=1, max_length=2000)]
+
+
+class OrderBase(BaseModel):
+    """Fields shared by every order body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    region: Region | None = Field(default=None, description="Preferred region.")
+
+
+class ComputeOrder(OrderBase):
+    """Rent GPU compute units from a pool."""
+
+    resource_type: Literal["compute"]
+    quantity: Annotated[StrictInt, Field(ge=1, le=10_000, description="GPU units.")]
+    gpu_model: Name | None = Field(
+        default=None, description="Capacity pool, such as a100-80gb."
+    )
+    hours: Hours | None = Field(default=None, description="Lease term; default 1.")
+
+
+class DataOrder(OrderBase):
+    """Rent licences to a data set."""
+
+    resource_type: Literal["data"]
+    quantity: Annotated[StrictInt, Field(ge=1, le=1000, description="Licences.")]
+    dataset: Name | None = Field(
+        default=None, description="Data set from the catalogue."
+    )
+    hours: Hours | None = Field(default=None, description="Lease term; default 24.")
+
+
+class PlatformTrainingOrder(OrderBase):
+    """Run model training on the platform for a number of hours."""
+
+    service_type: Literal["training"]
+    duration: Annotated[StrictInt, Field(ge=1, le=720, description="Hours.")]
+    quantity: Annotated[StrictInt, Field(ge=1, le=64, description="Slots.")] = 1
+    model: Name | None = None
+
+
+class PlatformInferenceOrder(OrderBase):
+    """Serve model inference on the platform for a number of hours."""
+
+    service_type: Literal["inference"]
+    duration: Annotated[StrictInt, Field(ge=1, le=720, description="Hours.")]
+    quantity: Annotated[StrictInt, Field(ge=1, le=64, description="Slots.")] = 1
+    model: Name | None = None
+
+
+class CustomOptimizationOrder(OrderBase):
+    """Commission custom optimization work described in plain words."""
+
+    service_type: Literal["optimization"]
+    requirement: Requirement
+    duration: Annotated[StrictInt, Field(ge=1, le=720)] | None = None
+
+
+class CustomTrainingOrder(OrderBase):
+    """Commission custom training work described in plain words."""
+
+    service_type: Literal["training"]
+    requirement: Requirement
+    duration: Annotated[StrictInt, Field(ge=1, le=720)] | None = None
+
+
+RentResourceBody = Annotated[
+    ComputeOrder | DataOrder, Field(discriminator="resource_type")
+]
+PlatformServiceBody = Annotated[
+    PlatformTrainingOrder | PlatformInferenceOrder, Field(discriminator="service_type")
+]
+CustomServiceBody = Annotated[
+    CustomOptimizationOrder | CustomTrainingOrder, Field(discriminator="service_type")
+]
+Order = (
+    ComputeOrder
+    | DataOrder
+    | PlatformTrainingOrder
+    | PlatformInferenceOrder
+    | CustomOptimizationOrder
+    | CustomTrainingOrder
+)
+
+ROUTES: dict[str, tuple[str, Any]] = {
+    "rent_resource": ("resource_type", TypeAdapter(RentResourceBody)),
+    "platform_service": ("service_type", TypeAdapter(PlatformServiceBody)),
+    "custom_service": ("service_type", TypeAdapter(CustomServiceBody)),
+}
+
+OFFERING_OF = {
+    ComputeOrder: "compute",
+    DataOrder: "data",
+    PlatformTrainingOrder: "platform_training",
+    PlatformInferenceOrder: "platform_inference",
+    CustomOptimizationOrder: "custom_optimization",
+    CustomTrainingOrder: "custom_training",
+}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON; send a finite number")
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object of finite values."""
+    if not raw.strip():
+        raise BadRequest("Request body is empty; send a JSON object.")
+    try:
+        payload = json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "Request body is not UTF-8; send UTF-8 encoded JSON."
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(
+            f"Request body is a JSON {type(payload).__name__}, not an object; "
+            'send an object such as {"resource_type": "compute", "quantity": 1}.'
+        )
+    return payload
+
+
+def _field_errors(
+    exc: ValidationError, discriminator: str, payload: dict[str, Any]
+) -> list[dict[str, Any]]:
+    # A tagged union prefixes each location with the tag; clients know fields
+    # by their own names, so the tag is dropped.
+    tag = payload.get(discriminator)
+    items = validation_errors(exc)
+    for item in items:
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            item["field"] = discriminator
+        elif isinstance(tag, str) and item["field"].startswith(tag + "."):
+            item["field"] = item["field"][len(tag) + 1 :]
+    return items
+
+
+def parse_order(route: str, payload: dict[str, Any]) -> Order:
+    """Validate ``payload`` for ``route`` or raise 422 naming each bad field."""
+    discriminator, adapter = ROUTES[route]
+    try:
+        return adapter.validate_python(payload)
+    except ValidationError as exc:
+        errors = _field_errors(exc, discriminator, payload)
+        first = errors[0]
+        if first["field"] == discriminator:
+            choices = _choices(route)
+            detail = (
+                f"Field '{discriminator}' must be one of {choices}; "
+                f"got {payload.get(discriminator)!r}."
+            )
+        else:
+            detail = (
+                f"Field '{first['field']}' is invalid: {first['message']}. "
+                "Fix the field and send the request again."
+            )
+        raise Unprocessable(detail, errors=errors) from None
+
+
+def _choices(route: str) -> str:
+    values = {
+        "rent_resource": "'compute', 'data'",
+        "platform_service": "'training', 'inference'",
+        "custom_service": "'optimization', 'training'",
+    }
+    return values[route]
+
+
+class LeaseOut(BaseModel):
+    """A lease as the API shows it; money as decimal strings."""
+
+    id: str
+    offering: str
+    provider: str
+    state: Literal["pending", "active", "released", "expired", "failed"]
+    quantity: int
+    hours: int | None
+    unit: Literal["order", "unit", "unit_hour"]
+    unit_price: str
+    amount: str
+    currency: str
+    resource_id: str | None
+    pool: str | None
+    details: dict[str, Any]
+    failure_reason: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    failed_at: datetime | None
+    ended_at: datetime | None
+    expires_at: datetime | None
+
+
+class OrderOut(BaseModel):
+    """The 201 answer to an order; ``status`` and ``resource_id`` as before."""
+
+    status: Literal["success"]
+    resource_id: str
+    lease: LeaseOut
+
+
+class LeasePage(BaseModel):
+    """One page of leases, newest first."""
+
+    items: list[LeaseOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class FieldError(BaseModel):
+    """One invalid field of a request."""
+
+    field: str
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem body used by every error response."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
