@@ -29,6 +29,7 @@ from tenacity import (
     wait_random_exponential,
 )
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 from rentgate.config import ProviderSettings, Settings
 from rentgate.providers.base import (
@@ -365,14 +366,9 @@ class HttpProvider(Provider):
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
     """Tell whether a connection error happened before the request left."""
-    text = repr(exc)
-    markers = (
-        "NewConnectionError",
-        "Connection refused",
-        "NameResolutionError",
-        "Failed to establish",
-    )
-    return any(marker in text for marker in markers)
+    cause = exc.args[0] if exc.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, NewConnectionError)
 
 
 def _small(details: dict[str, Any]) -> dict[str, Any]:
