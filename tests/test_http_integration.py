@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from rentgate.config import Settings
-from rentgate.models import CapacityPool, LedgerEntry, Lease
+from rentgate.models import CapacityPool, Lease, LedgerEntry
 from tests.conftest import Seeded, make_settings
 from tests.upstream import UpstreamState, run_upstream
 
