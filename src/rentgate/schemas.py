@@ -1,4 +1,4 @@
-"""Pydantic models of order bodies and answers; they validate and feed OpenAPI."""
+"""Pydantic models of order requests and responses, used to validate and for OpenAPI."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ class LeaseOut(BaseModel):
 
 
 class OrderOut(BaseModel):
-    """The 201 answer to an order; ``status`` and ``resource_id`` as before."""
+    """The 201 response to an order, keeping the original `status` and `resource_id`."""
 
     status: Literal["success"]
     resource_id: str
