@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFERINGS = (
@@ -23,10 +23,10 @@ OFFERINGS = (
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 
 
-class ProviderSettings(BaseSettings):
+class ProviderSettings(BaseModel):
     """Configuration of one named provider instance."""
 
-    model_config = SettingsConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     kind: str = Field(description="Registered provider class, such as local or http.")
     base_url: HttpUrl | None = Field(
@@ -128,7 +128,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
-            name = f"RENTGATE_{field.upper()}" if error["loc"] else field
-            problems.append(f"{name}: {error['msg']}")
+            message = error["msg"].removeprefix("Value error, ")
+            if error["loc"]:
+                field = ".".join(str(part) for part in error["loc"])
+                message = f"RENTGATE_{field.upper()}: {message}"
+            problems.append(message)
         raise SettingsError("Invalid configuration: " + "; ".join(problems)) from None
