@@ -19,10 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rentgate import admission
+from rentgate import admission, metrics
 from rentgate.errors import Conflict, NotFound, Unprocessable, problem_body
 from rentgate.leases import lease_to_dict
-from rentgate.models import IdempotencyKey, Lease, LedgerEntry, utcnow
+from rentgate.models import IdempotencyKey, Lease, LedgerEntry, new_id, utcnow
 from rentgate.pricing import quote
 from rentgate.providers.base import (
     ACTIONS,
@@ -50,7 +50,7 @@ DEFAULT_DATA_HOURS = 24
 
 @dataclass(frozen=True)
 class Terms:
-    """Quantity, lease term and pool that an order asks for."""
+    """Quantity, lease term and pool that an order requests."""
 
     quantity: int
     term_hours: int | None
@@ -87,6 +87,7 @@ def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@metrics.track_order
 def place_order(
     runtime: Runtime,
     *,
@@ -96,7 +97,7 @@ def place_order(
     order: Order,
     idempotency_key: str | None = None,
 ) -> Outcome:
-    """Run the whole order flow and return what to answer."""
+    """Run the whole order flow and return the response to send."""
     body_hash = request_hash(payload)
     if idempotency_key is not None:
         earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
@@ -143,6 +144,7 @@ def place_order(
     return settle_success(runtime, lease.id, result)
 
 
+@metrics.track_provider_call
 def call_provider(
     runtime: Runtime, provider_name: str, request: ProviderRequest
 ) -> ProviderResult:
@@ -181,13 +183,31 @@ def _admit(
     order: Order,
     claim: tuple[str, str | None, str] | None,
 ) -> Lease:
+    lease_id = new_id()
     with runtime.transaction() as session:
+        if claim is not None:
+            # The claim is inserted first, so a concurrent request with the same
+            # key fails on the unique constraint before it reserves anything,
+            # and the claim commits with the pending lease, before the provider
+            # call. A rejected admission rolls the claim back with the lease.
+            route, key, body_hash = claim
+            session.add(
+                IdempotencyKey(
+                    tenant_id=tenant_id,
+                    route=route,
+                    key=key,
+                    request_hash=body_hash,
+                    lease_id=lease_id,
+                )
+            )
+            session.flush()
         priced = quote(session, offering, terms.quantity, terms.billable_hours)
         pool = admission.reserve_capacity(session, offering, terms.pool, terms.quantity)
         period = admission.reserve_credit(session, tenant_id, priced)
         details = order.model_dump(mode="json", exclude_none=True)
         details["pool"] = pool.name if pool else None
         lease = Lease(
+            id=lease_id,
             tenant_id=tenant_id,
             offering=offering,
             provider=provider_name,
@@ -204,18 +224,6 @@ def _admit(
         )
         session.add(lease)
         session.flush()
-        if claim is not None:
-            route, key, body_hash = claim
-            session.add(
-                IdempotencyKey(
-                    tenant_id=tenant_id,
-                    route=route,
-                    key=key,
-                    request_hash=body_hash,
-                    lease_id=lease.id,
-                )
-            )
-            session.flush()
     log.info(
         "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
         lease.id,
@@ -238,6 +246,7 @@ def settle_success(runtime: Runtime, lease_id: str, result: ProviderResult) -> O
     return outcome
 
 
+@metrics.track_activation
 def activate(session: Session, lease: Lease, result: ProviderResult) -> bool:
     """Make a pending lease active and add its charge; False if not pending."""
     if lease.state != "pending":
@@ -313,7 +322,7 @@ def _provider_failed(runtime: Runtime, lease: Lease, exc: ProviderError) -> Outc
 
 
 def outcome_for_lease(lease: Lease) -> Outcome:
-    """Return the answer an order gets once its lease is settled."""
+    """Return the response an order gets once its lease is settled."""
     if lease.state == "failed":
         error = ProviderError(
             lease.failure_reason or "The provider failed.", extra={"lease_id": lease.id}
@@ -331,7 +340,7 @@ def outcome_for_lease(lease: Lease) -> Outcome:
 
 
 def complete_claim(session: Session, lease_id: str, outcome: Outcome) -> None:
-    """Store the answer on the idempotency claim of a lease, if it has one."""
+    """Store the response on the idempotency claim of a lease, if it has one."""
     session.execute(
         update(IdempotencyKey)
         .where(
@@ -369,7 +378,10 @@ def _answer_from_claim(
             extra={"idempotency_key": claim.key},
         )
     if claim.response_status is not None and claim.response_body is not None:
-        return Outcome(claim.response_status, claim.response_body, replayed=True)
+        replay = Outcome(claim.response_status, claim.response_body, replayed=True)
+        if claim.response_status == 201 and claim.lease_id:
+            replay.headers["Location"] = f"/leases/{claim.lease_id}"
+        return replay
 
     with runtime.read_sessions() as session:
         lease = session.get(Lease, claim.lease_id) if claim.lease_id else None

@@ -22,6 +22,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from requests.adapters import HTTPAdapter
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -177,8 +178,8 @@ class HttpProvider(Provider):
             answer = SubmitAnswer.model_validate(body)
         except ValidationError as exc:
             raise ProviderBadResponse(
-                f"Provider {self.name!r} answered {request.action} without a valid "
-                f"resource_id: {exc.errors()[0]['msg']}."
+                f"Provider {self.name!r} returned no valid resource_id for {request.action}: "
+                f"{exc.errors()[0]['msg']}."
             ) from exc
         details = {k: v for k, v in body.items() if k != "resource_id"}
         return ProviderResult(answer.resource_id, _small(details))
@@ -219,10 +220,17 @@ class HttpProvider(Provider):
         payload: dict[str, Any] | None = None,
         lease_id: str | None,
     ) -> dict[str, Any]:
+        jitter = wait_random_exponential(multiplier=0.05, max=1.0)
+
+        def wait_within_deadline(retry_state: RetryCallState) -> float:
+            # A backoff that would outlast the deadline is cut short, so the
+            # next attempt finds the deadline passed and fails at once.
+            return min(jitter(retry_state), deadline.remaining())
+
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.provider_retry_attempts)
             | stop_after_delay(max(deadline.remaining() - 0.05, 0)),
-            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            wait=wait_within_deadline,
             retry=retry_if_exception(self._may_retry),
             reraise=True,
         )
@@ -275,6 +283,10 @@ class HttpProvider(Provider):
                     )
                     status = response.status_code
                     raw = self._read_capped(response, url)
+                    if watch.fired:
+                        # A body without Content-Length ends at the shutdown, so
+                        # a cut-off answer may look complete.
+                        raise self._deadline_passed(method, url)
                 except requests.RequestException as exc:
                     raise self._translate(exc, method, url, watch.fired) from exc
                 finally:
@@ -311,10 +323,7 @@ class HttpProvider(Provider):
     ) -> ProviderError:
         where = f"{method} {url}"
         if fired:
-            return ProviderTimeout(
-                f"Provider {self.name!r} did not finish {where} within the "
-                f"{self.settings.provider_deadline}s deadline."
-            )
+            return self._deadline_passed(method, url)
         if isinstance(exc, requests.ConnectTimeout):
             return ProviderUnavailable(
                 f"Provider {self.name!r} did not accept a connection for {where}.",
@@ -333,6 +342,12 @@ class HttpProvider(Provider):
                 "the outcome is unknown."
             )
         return ProviderBadResponse(f"Provider {self.name!r} failed on {where}: {exc}.")
+
+    def _deadline_passed(self, method: str, url: str) -> ProviderTimeout:
+        return ProviderTimeout(
+            f"Provider {self.name!r} did not finish {method} {url} within the "
+            f"{self.settings.provider_deadline}s deadline."
+        )
 
     def _decode(self, status: int, raw: bytes, method: str, url: str) -> dict[str, Any]:
         where = f"{method} {url}"

@@ -8,7 +8,7 @@ second submit of the same lease returns the same resource.
 from __future__ import annotations
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from rentgate.models import LocalAllocation
@@ -38,6 +38,19 @@ class LocalProvider(Provider):
         return Session(self.engine)
 
     def submit(self, request: ProviderRequest, deadline: Deadline) -> ProviderResult:
+        try:
+            return self._allocate(request)
+        except OperationalError as exc:
+            # On SQLite a busy write lock after the busy timeout means nothing
+            # was written, so the order can fail cleanly with a 503.
+            raise ProviderUnavailable(
+                f"Local provider could not record the allocation of lease "
+                f"{request.lease_id}: the database is busy or unreachable; "
+                "retry shortly.",
+                retry_after=1,
+            ) from exc
+
+    def _allocate(self, request: ProviderRequest) -> ProviderResult:
         pool = request.pool or "any"
         resource_id = f"{request.kind}-{pool}-{request.lease_id}"
         with self._session() as session:

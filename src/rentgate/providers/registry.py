@@ -1,7 +1,14 @@
-"""Finds provider classes by name and builds the configured instances."""
+"""Finds provider classes by name and builds the configured instances.
+
+A provider's ``kind`` is either a name (``local``, ``http`` or one registered
+in the ``rentgate.providers`` entry-point group) or an import path
+``package.module:Class`` naming a Provider subclass, which lets a test suite
+or a private deployment plug in a class without packaging it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib.metadata import entry_points
 
@@ -45,6 +52,8 @@ class ProviderRegistry:
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {}
         for name, config in settings.providers.items():
             cls = classes.get(config.kind)
+            if cls is None and ":" in config.kind:
+                cls = import_provider_class(name, config.kind)
             if cls is None:
                 raise ValueError(
                     f"RENTGATE_PROVIDERS: provider {name!r} has unknown kind "
@@ -56,6 +65,10 @@ class ProviderRegistry:
                 reset_timeout=settings.circuit_reset_seconds,
                 name=name,
                 exclude=[_is_not_provider_fault],
+                # The call that trips the circuit must raise its own error, so
+                # an unknown outcome (a timeout) is not mistaken for a failure
+                # and the lease stays pending for reconcile.
+                throw_new_error_on_trip=False,
             )
 
     def get(self, name: str) -> Provider:
@@ -64,6 +77,24 @@ class ProviderRegistry:
     def close(self) -> None:
         for provider in self.providers.values():
             provider.close()
+
+
+def import_provider_class(name: str, path: str) -> type[Provider]:
+    """Import the Provider subclass named by ``package.module:Class``."""
+    module_name, _, class_name = path.partition(":")
+    try:
+        loaded = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"RENTGATE_PROVIDERS: provider {name!r} has kind {path!r}, which "
+            f"cannot be imported ({exc}); check the module and class name."
+        ) from exc
+    if not (isinstance(loaded, type) and issubclass(loaded, Provider)):
+        raise ValueError(
+            f"RENTGATE_PROVIDERS: provider {name!r} has kind {path!r}, which is "
+            "not a rentgate.providers.base.Provider subclass."
+        )
+    return loaded
 
 
 def _is_not_provider_fault(exc: BaseException) -> bool:
