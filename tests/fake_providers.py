@@ -44,6 +44,7 @@ class ScriptedProvider(LocalProvider):
     """Raises ``submit_error()`` from submit if set; counts and slows calls."""
 
     submit_error: ClassVar[Callable[[], ProviderError] | None] = None
+    status_override: ClassVar[ProviderStatus | None] = None
     delay: ClassVar[float] = 0.0
     calls: ClassVar[Counter[tuple[str, str]]] = Counter()
     lock: ClassVar[threading.Lock] = threading.Lock()
@@ -51,6 +52,7 @@ class ScriptedProvider(LocalProvider):
     @classmethod
     def reset(cls) -> None:
         cls.submit_error = None
+        cls.status_override = None
         cls.delay = 0.0
         cls.calls = Counter()
 
@@ -69,4 +71,6 @@ class ScriptedProvider(LocalProvider):
 
     def status(self, lease_id: str, deadline: Deadline) -> ProviderStatus:
         self._count("status", lease_id)
+        if type(self).status_override is not None:
+            return type(self).status_override
         return super().status(lease_id, deadline)
