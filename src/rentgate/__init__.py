@@ -17,13 +17,12 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app from ``settings`` or from the environment."""
-    from rentgate import db, errors
-    from rentgate.api import health, leases, orders
-    from rentgate.logs import configure_logging
+    from rentgate import db, errors, logs, metrics, ratelimit
+    from rentgate.api import docs, health, leases, orders
 
     # Defaults and the configuration source.
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    logs.configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config.update(
         DEBUG=settings.debug,
@@ -32,15 +31,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    # Extensions: the database, providers and request ids.
+    # Extensions: the database, providers, request ids, request logs, metrics
+    # and rate limits. Request ids come first so every later hook can log them.
     app.extensions["rentgate"] = Runtime.build(settings)
     db.init_app(app)
     _init_request_ids(app)
+    logs.init_app(app)
+    metrics.init_app(app)
+    ratelimit.init_app(app, settings)
 
     # Blueprints.
     app.register_blueprint(health.bp)
     app.register_blueprint(orders.bp)
     app.register_blueprint(leases.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(docs.bp)
 
     # Error handlers.
     errors.init_app(app)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFERINGS = (
@@ -47,6 +54,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/rentgate.db"
     redis_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line, for log shippers; text: for a terminal.
+    log_format: Literal["json", "text"] = "json"
 
     # Providers: named instances, and which instance fulfils each offering.
     providers: dict[str, ProviderSettings] = Field(

@@ -197,7 +197,18 @@ def init_app(app: Flask) -> None:
                 "Request body is larger than "
                 f"{app.config['MAX_CONTENT_LENGTH']} bytes; send a smaller body."
             )
-        response = problem(status, exc.name, detail, slug=str(status))
+        retry_after = None
+        if status == 429:
+            from rentgate.ratelimit import retry_after_seconds
+
+            retry_after = retry_after_seconds()
+            detail = (
+                f"Rate limit of {exc.description} per API key exceeded; retry "
+                f"after {retry_after} seconds."
+            )
+        response = problem(
+            status, exc.name, detail, slug=str(status), retry_after=retry_after
+        )
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response

@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
 from sqlalchemy import text
 
+from rentgate import openapi
 from rentgate.api.common import runtime
 from rentgate.migrations import current_revision, head_revision
 
 bp = Blueprint("health", __name__)
 
 
+class Health(BaseModel):
+    """Liveness: the process answers requests."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Readiness: the database answers and is migrated to head."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Any]
+
+
 @bp.get("/healthz")
+@openapi.operation(
+    "Check that the process is alive",
+    tags=["operations"],
+    rate_limited=False,
+    responses={200: Health},
+)
 def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@openapi.operation(
+    "Check the database, migrations and provider circuits",
+    tags=["operations"],
+    rate_limited=False,
+    responses={200: Readiness, 503: Readiness},
+)
 def readyz() -> Response:
     rt = runtime()
     checks: dict[str, object] = {}

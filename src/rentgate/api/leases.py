@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from rentgate import openapi
 from rentgate.api.common import json_body, query_args, runtime, tenant_id, validate
 from rentgate.auth import tenant_required
 from rentgate.db import get_session
@@ -17,8 +18,17 @@ from rentgate.leases import (
     list_leases,
     release_lease,
 )
+from rentgate.schemas import LeaseOut, LeasePage
 
 bp = Blueprint("leases", __name__)
+
+DATABASE_DOWN = "The database is busy or unreachable; see Retry-After."
+NOT_ACTIVE = "The lease is not active, or a field of the body is invalid."
+PROVIDER_ERRORS = {
+    502: "The provider refused the release or sent an invalid answer.",
+    503: "The provider or the database is unavailable.",
+    504: "The provider timed out.",
+}
 
 
 class LeaseQuery(BaseModel):
@@ -51,6 +61,13 @@ class ExtendBody(BaseModel):
 
 
 @bp.get("/leases")
+@openapi.operation(
+    "List the tenant's leases, newest first",
+    tags=["leases"],
+    auth="tenant",
+    query=LeaseQuery,
+    responses={200: LeasePage, 503: DATABASE_DOWN},
+)
 @tenant_required
 def index() -> Response:
     query = query_args(LeaseQuery)
@@ -75,12 +92,24 @@ def index() -> Response:
 
 
 @bp.get("/leases/<lease_id>")
+@openapi.operation(
+    "Get one lease",
+    tags=["leases"],
+    auth="tenant",
+    responses={200: LeaseOut, 503: DATABASE_DOWN},
+)
 @tenant_required
 def show(lease_id: str) -> Response:
     return jsonify(lease_to_dict(get_lease(get_session(), tenant_id(), lease_id)))
 
 
 @bp.post("/leases/<lease_id>/release")
+@openapi.operation(
+    "Release an active lease early",
+    tags=["leases"],
+    auth="tenant",
+    responses={200: LeaseOut, 422: NOT_ACTIVE, **PROVIDER_ERRORS},
+)
 @tenant_required
 def release(lease_id: str) -> Response:
     lease = release_lease(runtime(), tenant_id(), lease_id)
@@ -88,6 +117,18 @@ def release(lease_id: str) -> Response:
 
 
 @bp.post("/leases/<lease_id>/extend")
+@openapi.operation(
+    "Extend an active lease priced per unit-hour",
+    tags=["leases"],
+    auth="tenant",
+    body=ExtendBody,
+    responses={
+        200: LeaseOut,
+        402: "The extension would pass the monthly credit limit.",
+        422: NOT_ACTIVE,
+        503: DATABASE_DOWN,
+    },
+)
 @tenant_required
 def extend(lease_id: str) -> Response:
     body = validate(ExtendBody, json_body())

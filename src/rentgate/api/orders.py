@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response
 
+from rentgate import openapi
 from rentgate.api.common import (
     idempotency_key,
     json_body,
@@ -15,12 +16,33 @@ from rentgate.api.common import (
 )
 from rentgate.auth import tenant_required
 from rentgate.ordering import place_order
-from rentgate.schemas import ROUTES, parse_order
+from rentgate.schemas import ROUTES, OrderOut, parse_order
 
 bp = Blueprint("orders", __name__)
 
 
+ORDER_ERRORS = {
+    402: "The order would pass the tenant's monthly credit limit.",
+    409: "Too few free units in the pool, or the Idempotency-Key is still running.",
+    422: "A field is invalid, the pool is unknown or the offering has no price.",
+    502: "The provider rejected the order or sent an invalid answer.",
+    503: "The provider or the database is unavailable; see Retry-After.",
+    504: "The provider timed out; the lease stays pending until reconciled.",
+}
+LOCATION = {"Location": {"description": "URL of the new lease.", "schema": {}}}
+
+
 def _make_view(route: str) -> Callable[[], Response]:
+    @openapi.operation(
+        f"Order through /{route}",
+        tags=["orders"],
+        auth="tenant",
+        body=ROUTES[route][1],
+        body_name="".join(part.title() for part in route.split("_")) + "Body",
+        idempotency_key=True,
+        responses={201: OrderOut, **ORDER_ERRORS},
+        response_headers={201: LOCATION},
+    )
     @tenant_required
     def view() -> Response:
         payload = json_body()
