@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -155,10 +156,11 @@ def call_provider(
     try:
         return breaker.call(provider.submit, request, deadline)
     except pybreaker.CircuitBreakerError:
+        wait = max(1, math.ceil(runtime.settings.circuit_reset_seconds))
         raise ProviderUnavailable(
             f"Provider {provider_name!r} is failing, so its circuit is open; "
-            f"retry after {int(runtime.settings.circuit_reset_seconds)} seconds.",
-            retry_after=int(runtime.settings.circuit_reset_seconds),
+            f"retry after {wait} seconds.",
+            retry_after=wait,
         ) from None
     except ProviderError:
         raise

@@ -1,0 +1,156 @@
+"""One wall-clock deadline per provider call, against a real slow upstream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from sqlalchemy import create_engine, select
+
+from rentgate.config import ProviderSettings
+from rentgate.models import Lease
+from rentgate.providers.base import Deadline, ProviderRequest, ProviderTimeout
+from rentgate.providers.http import HttpProvider
+from tests.conftest import make_settings
+from tests.gateway_procs import Gateway, gateway_env, seed
+from tests.slow_upstream import SlowUpstream, run_slow_upstream
+
+DEADLINE = 2.0
+SLOW_MODES = ["silent", "trickle_headers", "trickle_body"]
+
+
+def provider_for(url: str, **options) -> HttpProvider:
+    settings = make_settings(
+        "sqlite://",
+        provider_connect_timeout=1.0,
+        provider_read_timeout=8.0,
+        provider_deadline=DEADLINE,
+    )
+    config = ProviderSettings(kind="http", base_url=url, options=options)
+    return HttpProvider("slow-farm", config, settings)
+
+
+def order_request() -> ProviderRequest:
+    return ProviderRequest(
+        lease_id="00000000-0000-4000-8000-00000000d00d",
+        tenant_id=1,
+        offering="compute",
+        kind="compute",
+        action="rent",
+        quantity=1,
+        hours=1,
+        pool=None,
+        order={"resource_type": "compute", "quantity": 1},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("honours_reference", [False, True], ids=["plain", "reference"])
+@pytest.mark.parametrize("mode", SLOW_MODES)
+def test_slow_upstream_times_out_on_deadline(mode, honours_reference):
+    with run_slow_upstream(mode) as upstream:
+        provider = provider_for(upstream.url, honours_reference=honours_reference)
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeout) as caught:
+            provider.submit(order_request(), Deadline(DEADLINE))
+        elapsed = time.monotonic() - started
+        provider.close()
+
+    assert DEADLINE - 0.1 <= elapsed <= DEADLINE + 1.0
+    assert caught.value.status == 504
+    assert caught.value.outcome_known is False
+    assert f"within the {DEADLINE}s deadline" in caught.value.detail
+    # Each byte arrives before the 8 s read timeout, so only the deadline ends
+    # the call, and no retry can start after it.
+    assert upstream.requests[mode] == 1
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Gateway, SlowUpstream, str, str]]:
+    """A two-worker gunicorn whose compute orders go to the slow upstream."""
+    folder = tmp_path_factory.mktemp("deadline")
+    url = f"sqlite:///{folder / 'rentgate.db'}"
+    from rentgate.migrations import upgrade
+
+    upgrade(url)
+    key = seed(url)
+    with run_slow_upstream("silent") as upstream:
+        env = gateway_env(
+            url,
+            providers=(
+                '{"local": {"kind": "local"}, '
+                f'"slow-farm": {{"kind": "http", "base_url": "{upstream.url}"}}}}'
+            ),
+            offering_providers='{"compute": "slow-farm"}',
+            provider_deadline=DEADLINE,
+            provider_read_timeout=8,
+            worker_timeout=10,
+        )
+        gateway = Gateway(env, folder / "gunicorn.log", workers=2)
+        try:
+            gateway.wait_ready()
+            yield gateway, upstream, key, url
+        finally:
+            gateway.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", SLOW_MODES)
+def test_gateway_answers_504_and_keeps_serving(slow_gateway, mode):
+    gateway, upstream, key, url = slow_gateway
+    upstream.mode = mode
+    headers = {"Authorization": f"Bearer {key}"}
+    slow: dict = {}
+
+    def slow_order() -> None:
+        started = time.monotonic()
+        slow["response"] = requests.post(
+            gateway.url + "/rent_resource",
+            json={"resource_type": "compute", "quantity": 1},
+            headers=headers,
+            timeout=15,
+        )
+        slow["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=slow_order)
+    thread.start()
+    time.sleep(0.3)
+    served = []
+    while thread.is_alive() and len(served) < 5:
+        started = time.monotonic()
+        health = requests.get(gateway.url + "/healthz", timeout=5)
+        data = requests.post(
+            gateway.url + "/rent_resource",
+            json={"resource_type": "data", "quantity": 1},
+            headers=headers,
+            timeout=5,
+        )
+        served.append(
+            (health.status_code, data.status_code, time.monotonic() - started)
+        )
+        time.sleep(0.2)
+    thread.join(timeout=15)
+
+    response = slow["response"]
+    assert response.status_code == 504
+    assert slow["elapsed"] <= DEADLINE + 1.0
+    problem = response.json()
+    assert problem["title"] == "Provider timed out"
+    assert "stays pending" in problem["detail"]
+    assert len(served) >= 2
+    for health_status, data_status, seconds in served:
+        assert health_status == 200
+        assert data_status == 201
+        assert seconds < 1.0
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        state = connection.scalar(
+            select(Lease.state).where(Lease.id == problem["lease_id"])
+        )
+    engine.dispose()
+    assert state == "pending"
