@@ -1,0 +1,61 @@
+"""Test-only hooks that SIGKILL a gateway worker at one phase of an order.
+
+The phase to crash at is read from the file named by RENTGATE_TEST_CRASH_FILE.
+Each crash is one-shot: the file is deleted just before the kill, so the
+restarted worker and the reconcile job run normally.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from rentgate.models import LedgerEntry
+from rentgate.providers.base import Deadline, ProviderRequest, ProviderResult
+from rentgate.providers.local import LocalProvider
+
+PHASES = ("before_provider", "during_provider", "before_settle_commit")
+
+
+def crash_if_armed(phase: str) -> None:
+    """SIGKILL this process if the crash file names ``phase``."""
+    path = os.environ.get("RENTGATE_TEST_CRASH_FILE")
+    if not path:
+        return
+    try:
+        armed = Path(path).read_text().strip()
+    except FileNotFoundError:
+        return
+    if armed != phase:
+        return
+    os.unlink(path)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingLocalProvider(LocalProvider):
+    """The local provider, killed before it allocates or after it allocated."""
+
+    def submit(self, request: ProviderRequest, deadline: Deadline) -> ProviderResult:
+        crash_if_armed("before_provider")
+        result = super().submit(request, deadline)
+        crash_if_armed("during_provider")
+        return result
+
+
+def install_settle_crash() -> None:
+    """Kill the worker once the charge is flushed but not yet committed."""
+
+    @event.listens_for(Session, "after_flush")
+    def crash_before_commit(session: Session, _context: Any) -> None:
+        charges = [
+            row
+            for row in session.new
+            if isinstance(row, LedgerEntry) and row.kind == "charge"
+        ]
+        if charges:
+            crash_if_armed("before_settle_commit")
