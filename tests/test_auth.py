@@ -66,3 +66,27 @@ def test_only_hash_is_stored(runtime, seeded):
 
     assert all(seeded.key not in (row.key_hash, row.prefix, row.label) for row in rows)
     assert any(row.key_hash == hash_key(seeded.key) for row in rows)
+
+
+def test_401_names_bearer_scheme(client):
+    response = client.get("/leases")
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="rentgate"'
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        pytest.param("req-42.a:b", True, id="plain"),
+        pytest.param("x tenant_id=2 forged=1", False, id="spaces"),
+        pytest.param("attacker<script>", False, id="markup"),
+        pytest.param("a" * 129, False, id="too-long"),
+    ],
+)
+def test_request_id_kept_only_if_safe(client, sent, kept):
+    response = client.get("/healthz", headers={"X-Request-ID": sent})
+
+    returned = response.headers["X-Request-ID"]
+    assert (returned == sent) is kept
+    assert len(returned) <= 128

@@ -22,11 +22,11 @@ def post_raw(
     ("data", "fragment"),
     [
         pytest.param(
-            '[{"resource_type": "compute"}]', "JSON list, not an object", id="list"
+            '[{"resource_type": "compute"}]', "JSON array, not an object", id="list"
         ),
-        pytest.param('"compute"', "JSON str, not an object", id="string"),
-        pytest.param("42", "JSON int, not an object", id="number"),
-        pytest.param("null", "JSON NoneType, not an object", id="null"),
+        pytest.param('"compute"', "JSON string, not an object", id="string"),
+        pytest.param("42", "JSON number, not an object", id="number"),
+        pytest.param("null", "JSON null, not an object", id="null"),
         pytest.param("{not json", "not valid JSON", id="malformed"),
         pytest.param("", "empty", id="empty"),
         pytest.param(
@@ -214,3 +214,90 @@ def test_bad_idempotency_key_is_400(client, seeded, key):
 
     assert response.status_code == 400
     assert response.get_json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_chunked_oversized_body_is_413(client, seeded):
+    import io
+
+    body = b'{"resource_type": "data", "quantity": 1}' + b" " * 70_000 + b"GARBAGE"
+    headers = {
+        **seeded.headers,
+        "Content-Type": "application/json",
+        "Transfer-Encoding": "chunked",
+    }
+
+    response = client.post(
+        "/rent_resource", input_stream=io.BytesIO(body), headers=headers
+    )
+
+    assert response.status_code == 413
+    assert response.get_json()["type"].endswith("/payload-too-large")
+
+
+def test_chunked_small_body_is_accepted(client, seeded):
+    import io
+
+    body = b'{"resource_type": "data", "quantity": 1}'
+    headers = {
+        **seeded.headers,
+        "Content-Type": "application/json",
+        "Transfer-Encoding": "chunked",
+    }
+
+    response = client.post(
+        "/rent_resource", input_stream=io.BytesIO(body), headers=headers
+    )
+
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        pytest.param(
+            "[" * 20_000 + "]" * 20_000, "nested too deeply", id="deep-nesting"
+        ),
+        pytest.param(
+            '{"resource_type": "compute", "quantity": ' + "9" * 5000 + "}",
+            "too many digits",
+            id="huge-integer",
+        ),
+        pytest.param('{"a": 1,}', "at line 1 column 9", id="trailing-comma"),
+    ],
+)
+def test_unparsable_body_detail_is_plain(client, seeded, data, detail):
+    response = post_raw(client, seeded, "/rent_resource", data)
+
+    assert response.status_code == 400
+    assert detail in response.get_json()["detail"]
+    assert "sys." not in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "requirement",
+    [pytest.param("    ", id="spaces"), pytest.param("fix\u0000it", id="nul-byte")],
+)
+def test_requirement_without_words_is_422(client, seeded, requirement):
+    body = {"service_type": "optimization", "requirement": requirement}
+
+    response = client.post("/custom_service", json=body, headers=seeded.headers)
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "requirement"
+
+
+def test_many_unknown_fields_cap_errors(client, seeded):
+    body = {"resource_type": "compute", "quantity": 1}
+    body.update({f"field{i}": i for i in range(500)})
+
+    response = client.post("/rent_resource", json=body, headers=seeded.headers)
+
+    assert response.status_code == 422
+    assert len(response.get_json()["errors"]) == 20
+
+
+def test_double_slash_is_problem_404(client, seeded):
+    response = client.post("/leases//release", headers=seeded.headers)
+
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

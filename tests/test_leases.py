@@ -66,3 +66,12 @@ def test_bad_query_is_422(client, seeded):
 
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "page"
+
+
+def test_huge_page_size_is_clamped(client, seeded):
+    response = client.get(
+        "/leases?per_page=100000000000000000000", headers=seeded.headers
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["per_page"] == 100

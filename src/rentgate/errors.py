@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,23 @@ def problem(
     return response
 
 
+MAX_FIELD_ERRORS = 20
+
+# Problem types for errors that Werkzeug raises, named like rentgate's own.
+HTTP_SLUGS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "rate-limited",
+}
+
+
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Turn pydantic errors into ``{"field", "message", "type"}`` items."""
+    """Turn the first pydantic errors into ``{"field", "message", "type"}`` items."""
     items = []
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]:
         location = [str(part) for part in error["loc"]]
         items.append(
             {
@@ -167,7 +180,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RentgateError)
     def handle_rentgate_error(exc: RentgateError) -> Response:
-        return problem(
+        response = problem(
             exc.status,
             exc.title,
             exc.detail,
@@ -175,6 +188,22 @@ def init_app(app: Flask) -> None:
             errors=exc.errors,
             retry_after=exc.retry_after,
             extra=exc.extra,
+        )
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="rentgate"'
+        return response
+
+    @app.errorhandler(IntegrityError)
+    def handle_integrity_error(exc: IntegrityError) -> Response:
+        log.warning(
+            "integrity error on %s %s: %s", request.method, request.path, exc.orig
+        )
+        return problem(
+            409,
+            "Conflict",
+            "The request conflicts with data already stored; read the current "
+            "state and retry.",
+            slug="conflict",
         )
 
     @app.errorhandler(ValidationError)
@@ -207,7 +236,11 @@ def init_app(app: Flask) -> None:
                 f"after {retry_after} seconds."
             )
         response = problem(
-            status, exc.name, detail, slug=str(status), retry_after=retry_after
+            status,
+            exc.name,
+            detail,
+            slug=HTTP_SLUGS.get(status, str(status)),
+            retry_after=retry_after,
         )
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +27,21 @@ Region = Annotated[
     StrictStr, Field(min_length=2, max_length=40, pattern=r"^[a-z0-9-]+$")
 ]
 Hours = Annotated[StrictInt, Field(ge=1, le=8760, description="Lease term in hours.")]
-Requirement = Annotated[StrictStr, Field(min_length=1, max_length=2000)]
+
+
+def _check_requirement(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain words, not only spaces")
+    if any(ord(char) < 32 and char not in "\t\n\r" for char in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+Requirement = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=2000, description="The work, in plain words."),
+    AfterValidator(_check_requirement),
+]
 
 
 class OrderBase(BaseModel):
@@ -127,8 +142,22 @@ OFFERING_OF = {
 }
 
 
+JSON_TYPE_NAMES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+class _ConstantError(ValueError):
+    """A JSON body used NaN or Infinity, which standard JSON does not allow."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON; send a finite number")
+    raise _ConstantError(f"{name} is not valid JSON; send a finite number")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -141,12 +170,24 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest(
             "Request body is not UTF-8; send UTF-8 encoded JSON."
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
-    if not isinstance(payload, dict):
+    except json.JSONDecodeError as exc:
         raise BadRequest(
-            f"Request body is a JSON {type(payload).__name__}, not an object; "
-            'send an object such as {"resource_type": "compute", "quantity": 1}.'
+            f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}."
+        ) from None
+    except _ConstantError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (sys.int_info).
+        raise BadRequest(
+            "Request body has a number with too many digits; send at most 4300."
+        ) from None
+    except RecursionError:
+        raise BadRequest("Request body is nested too deeply; flatten it.") from None
+    if not isinstance(payload, dict):
+        kind = JSON_TYPE_NAMES.get(type(payload), "value")
+        raise BadRequest(
+            f"Request body is a JSON {kind}, not an object; send a JSON object."
         )
     return payload
 

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from rentgate.errors import BadRequest, RentgateError, from_validation_error
 from rentgate.ordering import Outcome
@@ -38,7 +39,22 @@ def json_body() -> dict[str, Any]:
             f"'{request.content_type or 'none'}'; send the header "
             "'Content-Type: application/json'."
         )
-    return parse_json_object(request.get_data(cache=True))
+    return parse_json_object(read_body())
+
+
+def read_body() -> bytes:
+    """Return the raw body, or raise 413 when it exceeds the configured size.
+
+    A chunked body has no Content-Length for Werkzeug to check up front, so the
+    body is read one byte past the limit to detect an oversized one.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None:
+        return request.get_data(cache=True)
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return data
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

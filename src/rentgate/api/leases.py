@@ -37,7 +37,8 @@ class LeaseQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    per_page: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    # Larger values are clamped to RENTGATE_PAGE_SIZE_MAX, not rejected.
+    per_page: Annotated[int, Field(ge=1)] | None = None
     state: Literal["pending", "active", "released", "expired", "failed"] | None = None
     offering: (
         Literal[
