@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app from ``settings`` or from the environment."""
     from rentgate import db, errors, logs, metrics, ratelimit
-    from rentgate.api import docs, health, leases, orders
+    from rentgate.api import admin, docs, health, leases, orders, reports
 
     # Defaults and the configuration source.
     settings = settings or load_settings()
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(leases.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(reports.bp)
 
     # Error handlers.
     errors.init_app(app)

@@ -185,3 +185,63 @@ def release_credit(session: Session, lease: Lease, amount_minor: int) -> None:
         .values(used_minor=CreditPeriod.used_minor - amount_minor)
         .execution_options(synchronize_session=False)
     )
+
+
+def set_credit_limit(session: Session, tenant: Tenant, limit_minor: int | None) -> None:
+    """Change a tenant's monthly limit, this month's included, or raise 409.
+
+    The current month's row is upserted rather than only updated: an order
+    racing this change may be about to insert that row with the old limit, and
+    the upsert waits for it and then overwrites the limit. A limit below the
+    credit already used this month is rejected, because the row's CHECK keeps
+    used_minor <= limit_minor.
+    """
+    tenant.credit_limit_minor = limit_minor
+    if limit_minor is None:
+        session.flush()
+        return
+
+    period = current_period()
+    values = {
+        "tenant_id": tenant.id,
+        "period": period,
+        "limit_minor": limit_minor,
+        "used_minor": 0,
+    }
+    insert = (
+        pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    )
+    statement = insert(CreditPeriod).values(**values)
+    changed = session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tenant_id", "period"],
+            set_={"limit_minor": statement.excluded.limit_minor},
+            where=CreditPeriod.used_minor <= statement.excluded.limit_minor,
+        ).returning(CreditPeriod.id)
+    ).first()
+    if changed is None:
+        used = session.scalars(
+            select(CreditPeriod.used_minor).where(
+                CreditPeriod.tenant_id == tenant.id, CreditPeriod.period == period
+            )
+        ).one()
+        currency = tenant.credit_currency
+        raise Conflict(
+            f"Tenant '{tenant.name}' has already used {format_money(used, currency)} "
+            f"{currency} of credit in {period}, more than the new limit of "
+            f"{format_money(limit_minor, currency)}; set a limit of at least "
+            f"{format_money(used, currency)}.",
+            extra={"used": format_money(used, currency), "period": period},
+        )
+    session.flush()
+
+
+def credit_status(session: Session, tenant: Tenant) -> tuple[str, int, int | None]:
+    """Return this month, the credit used in it and the limit (None: unlimited)."""
+    period = current_period()
+    used = session.scalars(
+        select(CreditPeriod.used_minor).where(
+            CreditPeriod.tenant_id == tenant.id, CreditPeriod.period == period
+        )
+    ).first()
+    return period, int(used or 0), tenant.credit_limit_minor

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from rentgate.accounting.commands import register_commands
 from rentgate.config import SettingsError, load_settings
 from rentgate.runtime import Runtime
 
@@ -235,6 +236,10 @@ def serve(bind: str, workers: int) -> None:
         argv += ["--config", str(config)]
     argv.append("rentgate.wsgi:app")
     os.execv(sys.executable, argv)
+
+
+# The operator's commands live with the services they call.
+register_commands(main, tenants, keys)
 
 
 if __name__ == "__main__":

@@ -272,3 +272,89 @@ class IdempotencyKey(Base):
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+COST_KINDS = ("capex", "opex", "labour", "provider")
+
+
+class PriceTier(Base):
+    """One band of a graduated price: units up to ``up_to`` cost ``unit_price``.
+
+    The bands of a price are read in ascending ``up_to`` order; the last band has
+    no upper bound (``up_to`` is NULL) and prices every further unit.
+    """
+
+    __tablename__ = "price_tiers"
+    __table_args__ = (
+        UniqueConstraint("price_id", "up_to"),
+        CheckConstraint("up_to IS NULL OR up_to > 0", name="up_to_positive"),
+        CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"), index=True)
+    up_to: Mapped[int | None] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class Cost(Base):
+    """A cost of running the business, in integer minor units.
+
+    ``capex`` is spread over ``amortisation_months`` from ``start_month``;
+    ``opex`` and ``labour`` recur from ``start_month`` to ``end_month`` (open
+    when NULL), ``amount_minor`` being due every ``period_months`` (1 or 12);
+    ``provider`` is what an upstream charged for one lease, in ``start_month``.
+    """
+
+    __tablename__ = "costs"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('capex', 'opex', 'labour', 'provider')", name="kind"
+        ),
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "(kind = 'capex') = (amortisation_months IS NOT NULL)",
+            name="capex_amortisation",
+        ),
+        CheckConstraint(
+            "amortisation_months IS NULL OR amortisation_months BETWEEN 1 AND 600",
+            name="amortisation_range",
+        ),
+        CheckConstraint(
+            "(kind IN ('opex', 'labour')) = (period_months IS NOT NULL)",
+            name="recurring_period",
+        ),
+        CheckConstraint(
+            "period_months IS NULL OR period_months IN (1, 12)", name="period_months"
+        ),
+        CheckConstraint(
+            "(kind = 'provider') = (lease_id IS NOT NULL)", name="provider_lease"
+        ),
+        Index("ix_costs_kind_start_month", "kind", "start_month"),
+        Index("ix_costs_lease_id", "lease_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    start_month: Mapped[str] = mapped_column(String(7))
+    end_month: Mapped[str | None] = mapped_column(String(7))
+    amortisation_months: Mapped[int | None] = mapped_column(Integer)
+    period_months: Mapped[int | None] = mapped_column(Integer)
+    lease_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Reports sum amount_minor by month and offering for one currency; this index
+# covers those queries, so PostgreSQL can answer them with an index-only scan.
+Index(
+    "ix_ledger_entries_currency_booked",
+    LedgerEntry.currency,
+    LedgerEntry.booked_at,
+    LedgerEntry.offering,
+    LedgerEntry.amount_minor,
+)
+# Ledger verification reads the entries of each lease.
+Index("ix_ledger_entries_lease_id", LedgerEntry.lease_id)

@@ -1,17 +1,35 @@
-"""Quotes: the current price of an offering and the amount of an order."""
+"""Quotes: the current price of an offering and the amount of an order.
+
+A price is either flat (``unit_price`` for every unit) or graduated: bands of
+units, each at its own unit price, such as the first 100 units at 2.50 and
+every further unit at 2.00. Either way the amount is rounded once, half-even,
+at the currency's minor unit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rentgate.errors import Unprocessable
-from rentgate.models import Price, utcnow
+from rentgate.models import Price, PriceTier, utcnow
 from rentgate.money import round_money, to_minor
+
+# Scale of the unit_price columns; a blended unit price is rounded to it.
+UNIT_PRICE_PLACES = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A band of a graduated price; ``up_to`` is None for the last, open band."""
+
+    up_to: int | None
+    unit_price: Decimal
 
 
 @dataclass(frozen=True)
@@ -44,19 +62,61 @@ def current_price(
     ).first()
 
 
+def price_tiers(session: Session, price_id: int) -> list[Tier]:
+    """Return the bands of a graduated price in order, or [] for a flat price."""
+    rows = session.scalars(
+        select(PriceTier).where(PriceTier.price_id == price_id)
+    ).all()
+    tiers = [Tier(row.up_to, row.unit_price) for row in rows]
+    return sorted(tiers, key=lambda tier: (tier.up_to is None, tier.up_to or 0))
+
+
+def graduated_total(tiers: Sequence[Tier], quantity: int) -> Decimal:
+    """Price ``quantity`` units band by band, unrounded."""
+    total = Decimal(0)
+    lower = 0
+    for tier in tiers:
+        upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+        if upper > lower:
+            total += tier.unit_price * (upper - lower)
+            lower = upper
+        if lower >= quantity:
+            break
+    if lower < quantity:
+        raise ValueError(
+            f"price bands end at {lower} units, below the quantity {quantity}; "
+            "the last band must have no upper bound"
+        )
+    return total
+
+
 def charge_amount(
-    unit: str, unit_price: Decimal, quantity: int, hours: int, currency: str
+    unit: str,
+    unit_price: Decimal,
+    quantity: int,
+    hours: int,
+    currency: str,
+    tiers: Sequence[Tier] = (),
 ) -> Decimal:
-    """Compute quantity x unit price x billable hours, rounded half-even once."""
+    """Compute quantity x unit price x billable hours, rounded half-even once.
+
+    With ``tiers`` the units are priced band by band instead of at
+    ``unit_price``; a price per order ignores quantity, so it has no bands.
+    """
     if unit == "order":
         raw = unit_price
-    elif unit == "unit":
-        raw = unit_price * quantity
-    elif unit == "unit_hour":
-        raw = unit_price * quantity * hours
-    else:
+    elif unit not in ("unit", "unit_hour"):
         raise ValueError(f"unknown price unit {unit!r}")
+    else:
+        per_hour = graduated_total(tiers, quantity) if tiers else unit_price * quantity
+        raw = per_hour * hours if unit == "unit_hour" else per_hour
     return round_money(raw, currency)
+
+
+def blended_unit_price(tiers: Sequence[Tier], quantity: int) -> Decimal:
+    """Return the average unit price of ``quantity`` units of a graduated price."""
+    average = graduated_total(tiers, quantity) / quantity
+    return average.quantize(UNIT_PRICE_PLACES, ROUND_HALF_EVEN).normalize()
 
 
 def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
@@ -68,13 +128,19 @@ def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
             "ordered; ask the operator to set a price.",
             extra={"offering": offering},
         )
+    tiers = price_tiers(session, price.id) if price.unit != "order" else []
     amount = charge_amount(
-        price.unit, price.unit_price, quantity, hours, price.currency
+        price.unit, price.unit_price, quantity, hours, price.currency, tiers
     )
+    # The lease keeps one unit price. For a graduated price that is the
+    # average over the ordered units.
+    # NOTE: leases.py prices extensions and refunds at this average, which can
+    # differ from the banded amount by rounding at the eighth decimal place.
+    unit_price = blended_unit_price(tiers, quantity) if tiers else price.unit_price
     return Quote(
         offering=offering,
         unit=price.unit,
-        unit_price=price.unit_price,
+        unit_price=unit_price,
         currency=price.currency,
         quantity=quantity,
         billable_hours=hours,
