@@ -46,6 +46,9 @@ max_requests = int(os.environ.get("RENTGATE_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 limit_request_line = 8190
 limit_request_fields = 100
+# Gunicorn 24+ opens a control socket at one fixed path per user; several
+# gateways on one host would fight over it, and rentgate does not use it.
+control_socket_disable = True
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(

@@ -153,7 +153,11 @@ def start_live_server(
         process=process,
         stop=stop,
     )
-    _wait_until_healthy(server, startup_timeout)
+    try:
+        _wait_until_healthy(server, startup_timeout)
+    except BaseException:
+        stop()
+        raise
     return server
 
 
@@ -166,12 +170,12 @@ def _wait_until_healthy(server: LiveServer, timeout: float) -> None:
                 f"its log:\n{server.logs()[-4000:]}"
             )
         try:
-            if requests.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
+            response = requests.get(f"{server.base_url}/healthz", timeout=5)
+            if response.status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.1)
-    server.stop()
     raise RuntimeError(
         f"gunicorn did not serve /healthz within {timeout}s; its log:\n"
         f"{server.logs()[-4000:]}"

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app from ``settings`` or from the environment."""
-    from rentgate import db, errors, logs, metrics, ratelimit
+    from rentgate import db, errors, logs, metrics, openapi, ratelimit
     from rentgate.api import admin, docs, health, leases, orders, reports
 
     # Defaults and the configuration source.
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         PROPAGATE_EXCEPTIONS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["default"] = openapi.SegmentConverter
 
     # Extensions: the database, providers, request ids, request logs, metrics
     # and rate limits. Request ids come first so every later hook can log them.

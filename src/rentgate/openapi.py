@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeVar
 from flask import Flask
 from openapi_pydantic import OpenAPI
 from pydantic import BaseModel, TypeAdapter
-from werkzeug.routing import Rule
+from werkzeug.routing import Rule, UnicodeConverter
 
 from rentgate.schemas import Problem
 
@@ -65,6 +65,21 @@ STANDARD_ERRORS = {
     422: "A field, query parameter or the Idempotency-Key reuse is invalid.",
     429: "The API key sent more requests than its rate limit allows.",
 }
+
+
+class SegmentConverter(UnicodeConverter):
+    """The default path converter, without control characters.
+
+    A ``%00`` in an id would otherwise reach PostgreSQL, which rejects NUL in
+    text with an error; such a path now matches no route and gets a 404.
+    """
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(map, *args, **kwargs)
+        self.regex = r"[^/\x00-\x1f\x7f]+"
+
+
+SEGMENT_PATTERN = "^[^/\\x00-\\x1f\\x7f]+$"
 
 
 @dataclass(frozen=True)
@@ -148,7 +163,7 @@ def openapi_path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     """Turn ``/leases/<lease_id>`` into ``/leases/{lease_id}`` and its parameters."""
     parameters = []
     for converter, name in _parse_rule(rule):
-        schema: dict[str, Any] = {"type": "string"}
+        schema: dict[str, Any] = {"type": "string", "pattern": SEGMENT_PATTERN}
         if converter == "int":
             schema = {"type": "integer"}
         elif converter == "uuid":
@@ -411,7 +426,7 @@ def build_document(app: Flask, *, title: str, version: str) -> dict[str, Any]:
                         "when it is missing or not 1 to 128 printable ASCII "
                         "characters."
                     ),
-                    "schema": {"type": "string", "maxLength": 128},
+                    "schema": {"type": "string"},
                 },
             },
         },
