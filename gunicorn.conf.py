@@ -39,6 +39,11 @@ if timeout <= _provider_deadline:
 
 keepalive = 5
 accesslog = os.environ.get("RENTGATE_ACCESS_LOG", "-")
+# The path without its query string, so a key sent by mistake as ?token=...
+# never reaches the access log, and the request id to join rentgate's lines.
+access_log_format = (
+    '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'
+)
 errorlog = "-"
 loglevel = os.environ.get("RENTGATE_GUNICORN_LOG_LEVEL", "info")
 preload_app = os.environ.get("RENTGATE_PRELOAD", "false").lower() == "true"

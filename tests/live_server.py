@@ -47,6 +47,7 @@ class LiveServer:
     api_key: str
     database_url: str
     log_path: Path
+    metrics_dir: Path
     process: subprocess.Popen[bytes]
     stop: Callable[[], int] = field(repr=False)
 
@@ -150,6 +151,7 @@ def start_live_server(
         api_key=key,
         database_url=url,
         log_path=log_path,
+        metrics_dir=metrics_dir,
         process=process,
         stop=stop,
     )

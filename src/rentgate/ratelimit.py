@@ -67,4 +67,5 @@ def retry_after_seconds() -> int:
     current = limiter.current_limit if limiter is not None else None
     if current is None:
         return 1
-    return max(1, math.ceil(current.reset_at - time.time()))
+    reset_time = current.window[0]
+    return max(1, math.ceil(reset_time - time.time()))
