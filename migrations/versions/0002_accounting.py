@@ -39,9 +39,7 @@ def upgrade() -> None:
             ["price_id"], ["prices.id"], name=op.f("fk_price_tiers_price_id_prices")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_price_tiers")),
-        sa.UniqueConstraint(
-            "price_id", "up_to", name=op.f("uq_price_tiers_price_id")
-        ),
+        sa.UniqueConstraint("price_id", "up_to", name=op.f("uq_price_tiers_price_id")),
     )
     op.create_index(
         op.f("ix_price_tiers_price_id"), "price_tiers", ["price_id"], unique=False

@@ -1,4 +1,4 @@
 """The operator's side: tenants, keys, prices, pools, costs, reports and checks.
 
-Views and CLI commands call these modules; none of them knows about HTTP.
+Views and CLI commands call these modules; none of them imports Flask.
 """

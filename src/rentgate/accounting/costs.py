@@ -1,9 +1,9 @@
 """Costs: entering them and spreading them over calendar months.
 
-Amounts that do not divide evenly are spread by rounding the running total:
-month i gets round(A * i / n) - round(A * (i - 1) / n), rounded half-even, so
-every month is within one minor unit of A / n and any n consecutive months of
-a yearly cost, or all months of an amortisation, add up to A exactly.
+Amounts that do not divide evenly are spread by rounding the running total.
+Month i gets round(A * i / n) - round(A * (i - 1) / n), rounded half-even, so
+every month is within one minor unit of A / n. The 12 months of each year of
+a yearly cost, and all months of an amortisation, add up to A exactly.
 """
 
 from __future__ import annotations

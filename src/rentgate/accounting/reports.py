@@ -249,7 +249,7 @@ def break_even(
 ) -> dict[str, Any]:
     """Find or project the month cumulative profit reaches zero and stays there.
 
-    ``series`` holds (month, revenue, costs, cumulative profit) in month order.
+    ``series`` contains (month, revenue, costs, cumulative profit) in month order.
     When the report ends below zero, the average of its last months is the run
     rate: a positive monthly profit projects the month the loss is recovered,
     and otherwise the business does not break even at that rate.

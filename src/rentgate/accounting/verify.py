@@ -4,10 +4,10 @@ Checks, in order, stopping at the first mismatch:
 
 1. every ledger entry belongs to an existing lease with the same tenant,
    offering and currency, and its sign fits its kind;
-2. each lease's entries sum to what it was charged: a settled lease has
-   exactly one charge equal to the lease's amount, each extension and refund
-   equals the lease's price for the hours its note names, and pending or
-   failed leases have no entries;
+2. each lease's entries sum to what it was charged. A settled lease has
+   exactly one charge, equal to the lease's amount. Each extension and refund
+   equals the lease's price for the hours its note names. Pending and failed
+   leases have no entries;
 3. the revenue report's totals equal the plain ledger sums per currency.
 """
 
@@ -38,7 +38,7 @@ class LedgerMismatch(Exception):
 
 @dataclass
 class VerifyResult:
-    """What was checked, and the first mismatch found (None if none)."""
+    """Counts of checked leases and entries, ledger totals, and the first mismatch."""
 
     leases: int = 0
     entries: int = 0
