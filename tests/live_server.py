@@ -3,8 +3,8 @@
 ``start_live_server`` migrates and seeds the database (a new SQLite file, or
 the URL given, such as the ``database_url`` fixture's PostgreSQL database),
 starts gunicorn with the project's ``gunicorn.conf.py`` and waits until
-``/healthz`` answers. It returns the base URL, the demo tenant's API key and a
-``stop`` function that sends SIGTERM and waits for a graceful exit::
+``/healthz`` answers. It returns the base URL, the demo tenant's API key, an
+admin key and a ``stop`` function that sends SIGTERM and waits for a graceful exit::
 
     server = start_live_server(tmp_path, database_url=database_url)
     try:
@@ -45,6 +45,7 @@ class LiveServer:
 
     base_url: str
     api_key: str
+    admin_key: str
     database_url: str
     log_path: Path
     metrics_dir: Path
@@ -85,6 +86,18 @@ def migrate_and_seed(database_url: str) -> str:
     return key
 
 
+def create_admin_key(database_url: str) -> str:
+    """Create an admin API key in a migrated database and return it."""
+    settings = Settings(_env_file=None, env="test", database_url=database_url)  # type: ignore[call-arg]
+    runtime = Runtime.build(settings)
+    try:
+        with runtime.transaction() as session:
+            _, key = create_key(session, role="admin", tenant_id=None, label="tests")
+    finally:
+        runtime.close()
+    return key
+
+
 def start_live_server(
     tmp_path: Path,
     *,
@@ -97,6 +110,7 @@ def start_live_server(
     tmp_path.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{tmp_path / 'live.db'}"
     key = migrate_and_seed(url)
+    admin_key = create_admin_key(url)
     port = free_port()
     metrics_dir = tmp_path / f"metrics-{port}"
     metrics_dir.mkdir()
@@ -149,6 +163,7 @@ def start_live_server(
     server = LiveServer(
         base_url=f"http://127.0.0.1:{port}",
         api_key=key,
+        admin_key=admin_key,
         database_url=url,
         log_path=log_path,
         metrics_dir=metrics_dir,
