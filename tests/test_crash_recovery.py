@@ -52,16 +52,16 @@ def crash_gateway(
             engine.dispose()
 
 
-def run_reconcile(env: dict[str, str]) -> str:
+def run_reconcile(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "rentgate.cli", "reconcile", "--older-than", "0"],
-        env=env,
+        env={**env, "RENTGATE_LOG_LEVEL": "INFO"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return result
 
 
 def count_leases(engine: Engine) -> int:
@@ -141,9 +141,10 @@ def test_worker_killed_mid_order(crash_gateway, phase):
     assert early.status_code == 409
     assert early.headers["Retry-After"] == "1"
 
-    output = run_reconcile(env)
+    result = run_reconcile(env)
 
-    assert output == "reconciled: 1 activated, 0 failed, 0 still pending"
+    assert result.stdout == "reconciled: 1 activated, 0 failed, 0 still pending\n"
+    assert f"reconciled lease_id={lease_id} to active" in result.stderr
     check_books(engine)
     retry = requests.post(
         gateway.url + "/rent_resource", json=BODY, headers=headers, timeout=20
