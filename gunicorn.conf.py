@@ -39,6 +39,8 @@ if timeout <= _provider_deadline:
 
 keepalive = 5
 accesslog = os.environ.get("RENTGATE_ACCESS_LOG", "-")
+if accesslog.lower() in ("", "none", "off"):
+    accesslog = None
 # The path without its query string, so a key sent by mistake as ?token=...
 # never reaches the access log, and the request id to join rentgate's lines.
 access_log_format = (

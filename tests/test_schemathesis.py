@@ -50,7 +50,7 @@ def live(database_url, tmp_path) -> Iterator[LiveServer]:
     server = start_live_server(
         tmp_path,
         database_url=database_url,
-        env={"RENTGATE_RATE_LIMIT": "100000/second", "RENTGATE_ACCESS_LOG": "None"},
+        env={"RENTGATE_RATE_LIMIT": "100000/second", "RENTGATE_ACCESS_LOG": "off"},
     )
     yield server
     server.stop()
