@@ -98,3 +98,18 @@ def test_redis_count_shared_by_four_workers(tmp_path):
     }
     assert len(writers) >= 2
     assert statuses == {200: 20, 429: 40}
+
+
+def test_unreachable_redis_falls_back_to_memory(database_url, seeded):
+    settings = make_settings(
+        database_url, rate_limit="2/minute", redis_url="redis://127.0.0.1:1/0"
+    )
+    app = create_app(settings)
+    client = app.test_client()
+
+    statuses = [
+        client.get("/leases", headers=seeded.headers).status_code for _ in range(3)
+    ]
+    app.extensions["rentgate"].close()
+
+    assert statuses == [200, 200, 429]
