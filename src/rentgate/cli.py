@@ -170,9 +170,12 @@ def keys_create(tenant_name: str | None, admin: bool, label: str) -> None:
 )
 def reconcile(older_than: int | None) -> None:
     """Settle pending leases by asking their providers."""
+    from rentgate.logs import configure_logging
     from rentgate.reconcile import reconcile as run
 
     runtime = _runtime()
+    # Each settled lease is logged, so the job leaves a record of what it did.
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     try:
         age = timedelta(seconds=older_than) if older_than is not None else None
         report = run(runtime, older_than=age)
@@ -188,8 +191,10 @@ def reconcile(older_than: int | None) -> None:
 def expire() -> None:
     """End leases past their term and free their capacity."""
     from rentgate.leases import expire_leases
+    from rentgate.logs import configure_logging
 
     runtime = _runtime()
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     total = 0
     try:
         while True:
