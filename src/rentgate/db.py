@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from rentgate.config import Settings
@@ -17,6 +19,13 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+# A pooled connection idle for longer than this is pinged before use. One
+# checked in more recently skips the ping, because a request takes several
+# connections from the pool in a row and a ping each time costs one round trip.
+PING_AFTER_IDLE_SECONDS = 1.0
+# app.extensions key of the engine that single_statement_session binds on
+# PostgreSQL: the gateway's engine and pool, in autocommit mode.
+_AUTOCOMMIT_ENGINE = "rentgate_autocommit_engine"
 
 
 class Base(DeclarativeBase):
@@ -38,7 +47,33 @@ def make_engine(settings: Settings) -> Engine:
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_size=5, max_overflow=10)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    # This replaces pool_pre_ping, which pings at every checkout. A connection
+    # that the server dropped less than PING_AFTER_IDLE_SECONDS after its last
+    # use fails its next statement instead, errors.py returns 503 for it, and
+    # SQLAlchemy then replaces every connection of the pool.
+    @event.listens_for(engine.pool, "connect")
+    @event.listens_for(engine.pool, "checkin")
+    def mark_used(_dbapi_connection: Any, record: Any) -> None:
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get("last_used", 0.0)
+        if time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError(
+                f"pooled connection failed its ping: {exc}"
+            ) from exc
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -80,3 +115,21 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["rentgate"].read_sessions()
     return g.db_session
+
+
+def single_statement_session() -> Session:
+    """Return a new session for a lookup of one SELECT, which the caller closes.
+
+    On PostgreSQL the session runs in autocommit mode. A lone SELECT reads one
+    snapshot at any isolation level, so the result is the same, and psycopg
+    sends no BEGIN and no ROLLBACK, which saves two round trips. On SQLite it
+    is a read-only session, whose deferred BEGIN costs no round trip.
+    """
+    runtime = current_app.extensions["rentgate"]
+    if runtime.engine.dialect.name != "postgresql":
+        return runtime.read_sessions()
+    engine = current_app.extensions.get(_AUTOCOMMIT_ENGINE)
+    if engine is None:
+        engine = runtime.engine.execution_options(isolation_level="AUTOCOMMIT")
+        current_app.extensions[_AUTOCOMMIT_ENGINE] = engine
+    return Session(engine)
