@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -62,7 +63,11 @@ def test_slow_upstream_times_out_on_deadline(mode, honours_reference):
     assert DEADLINE - 0.1 <= elapsed <= DEADLINE + 1.0
     assert caught.value.status == 504
     assert caught.value.outcome_known is False
-    assert f"within the {DEADLINE}s deadline" in caught.value.detail
+    # The socket read timeout shrinks to the time left, so it may fire just
+    # before the watchdog does: both are the deadline passing.
+    assert re.search(
+        rf"within the {DEADLINE}s deadline|timed out on POST", caught.value.detail
+    )
     # Each byte arrives before the 8 s read timeout, so only the deadline ends
     # the call, and no retry can start after it.
     assert upstream.requests[mode] == 1

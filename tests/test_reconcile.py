@@ -190,11 +190,14 @@ def test_two_reconcilers_settle_each_once(client, seeded, runtime, settings):
     first, second = (set(report.activated) for report in reports)
     assert first | second == set(ids)
     assert first & second == set()
-    assert first and second, "both reconcilers should have settled some leases"
     assert states(runtime) == {"active": 12}
     assert charges(runtime) == {lease_id: 1 for lease_id in ids}
     if runtime.engine.dialect.name == "postgresql":
-        # SKIP LOCKED keeps the second instance away from a lease being asked.
+        # SKIP LOCKED keeps the second instance away from a lease being asked,
+        # so both share the work. On SQLite both may ask about the same lease
+        # and the first to commit settles it.
+        assert first
+        assert second
         assert {ScriptedProvider.calls[("status", i)] for i in ids} == {1}
         assert {ScriptedProvider.calls[("submit", i)] for i in ids} == {1}
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from rentgate import admission
 from rentgate.errors import NotFound, Unprocessable
-from rentgate.models import Lease, LedgerEntry, utcnow
+from rentgate.models import IdempotencyKey, Lease, LedgerEntry, utcnow
 from rentgate.money import format_decimal, format_money, to_minor
 from rentgate.pricing import charge_amount
 from rentgate.providers.base import Deadline, ProviderError
@@ -105,8 +105,17 @@ def used_hours(lease: Lease) -> int:
     return min(lease.hours, max(1, math.ceil(elapsed)))
 
 
-def release_lease(runtime: Runtime, tenant_id: int, lease_id: str) -> Lease:
-    """End an active lease early and refund unused whole hours of a timed price."""
+def release_lease(
+    runtime: Runtime,
+    tenant_id: int,
+    lease_id: str,
+    *,
+    claim: IdempotencyKey | None = None,
+) -> Lease:
+    """End an active lease early and refund unused whole hours of a timed price.
+
+    A ``claim`` is stored in the same transaction, with the response.
+    """
     with runtime.read_sessions() as session:
         lease = get_lease(session, tenant_id, lease_id)
         _require_active(lease, "released")
@@ -118,6 +127,7 @@ def release_lease(runtime: Runtime, tenant_id: int, lease_id: str) -> Lease:
 
     now = utcnow()
     with runtime.transaction() as session:
+        _insert_claim(session, claim)
         lease = get_lease(session, tenant_id, lease_id, lock=True)
         _require_active(lease, "released")
         refund = 0
@@ -143,14 +153,26 @@ def release_lease(runtime: Runtime, tenant_id: int, lease_id: str) -> Lease:
                 )
             )
             admission.release_credit(session, lease, refund)
+        _complete_claim(claim, lease)
     log.info("lease released lease_id=%s refund_minor=%s", lease.id, refund)
     return lease
 
 
-def extend_lease(runtime: Runtime, tenant_id: int, lease_id: str, hours: int) -> Lease:
-    """Lengthen an active timed lease and book the extension as a new charge."""
+def extend_lease(
+    runtime: Runtime,
+    tenant_id: int,
+    lease_id: str,
+    hours: int,
+    *,
+    claim: IdempotencyKey | None = None,
+) -> Lease:
+    """Lengthen an active timed lease and book the extension as a new charge.
+
+    A ``claim`` is stored in the same transaction, with the response.
+    """
     now = utcnow()
     with runtime.transaction() as session:
+        _insert_claim(session, claim)
         lease = get_lease(session, tenant_id, lease_id, lock=True)
         _require_active(lease, "extended")
         if lease.unit != "unit_hour" or lease.hours is None:
@@ -180,10 +202,26 @@ def extend_lease(runtime: Runtime, tenant_id: int, lease_id: str, hours: int) ->
                 note=f"extended by {hours} h",
             )
         )
+        _complete_claim(claim, lease)
     log.info(
         "lease extended lease_id=%s hours=%s amount_minor=%s", lease.id, hours, amount
     )
     return lease
+
+
+def _insert_claim(session: Session, claim: IdempotencyKey | None) -> None:
+    # Inserted before the lease is locked, so a concurrent request with the same
+    # key waits on the unique index and then replays this one's response.
+    if claim is not None:
+        session.add(claim)
+        session.flush()
+
+
+def _complete_claim(claim: IdempotencyKey | None, lease: Lease) -> None:
+    if claim is not None:
+        claim.response_status = 200
+        claim.response_body = lease_to_dict(lease)
+        claim.completed_at = utcnow()
 
 
 def _minor(lease: Lease, hours: int) -> int:

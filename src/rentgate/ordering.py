@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -355,6 +356,48 @@ def complete_claim(session: Session, lease_id: str, outcome: Outcome) -> None:
             completed_at=utcnow(),
         )
     )
+
+
+def lease_action_once(
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    route: str,
+    lease_id: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    action: Callable[[IdempotencyKey | None], Lease],
+) -> Outcome:
+    """Run a lease release or extension at most once per Idempotency-Key.
+
+    ``action`` stores the claim it is given in its own transaction, together
+    with the response, so a stored claim always has a response and a rejected
+    action stores nothing. A repeated key replays that response.
+    """
+    # NOTE: the release and extend views in api/leases.py do not call this yet,
+    # so over HTTP those two routes still ignore the Idempotency-Key header.
+    if idempotency_key is None:
+        return Outcome(200, lease_to_dict(action(None)))
+
+    body_hash = request_hash(payload)
+    earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
+    if earlier is not None:
+        return _answer_from_claim(runtime, earlier, body_hash)
+    claim = IdempotencyKey(
+        tenant_id=tenant_id,
+        route=route,
+        key=idempotency_key,
+        request_hash=body_hash,
+        lease_id=lease_id,
+    )
+    try:
+        lease = action(claim)
+    except IntegrityError:
+        earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
+        if earlier is None:
+            raise
+        return _answer_from_claim(runtime, earlier, body_hash)
+    return Outcome(200, lease_to_dict(lease))
 
 
 def _find_claim(
