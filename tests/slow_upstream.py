@@ -9,8 +9,8 @@ Each mode is one way an upstream can fail a gateway:
   one body byte per ``interval`` seconds.
 - ``reset``: reads the request, then resets the connection (RST), so the
   client cannot tell whether the order was acted on.
-- ``error``: answers 500.
-- ``ok``: answers 201 with a resource id.
+- ``error``: returns status 500.
+- ``ok``: returns status 201 with a resource id.
 
 Every loop stops after ``max_bytes`` bytes, when the client goes away, or when
 the server stops, so no handler outlives its test by more than one interval.

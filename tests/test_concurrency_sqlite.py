@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ from sqlalchemy import create_engine, func, select
 
 from rentgate.migrations import upgrade
 from rentgate.models import CapacityPool, Lease, LedgerEntry
+from rentgate.reconcile import reconcile
+from rentgate.runtime import Runtime
+from tests.conftest import make_settings
 from tests.gateway_procs import gateway_env, post_all_at_once, running_gateways, seed
 
 pytestmark = pytest.mark.slow
@@ -29,13 +33,13 @@ def sqlite_file(folder: Path) -> tuple[str, str]:
 
 
 def books(url: str) -> tuple[int, int, Counter, Counter]:
-    """Return pool used, units held by live leases, lease states, charged states."""
+    """Return pool used, units of live leases, lease states and charged states."""
     engine = create_engine(url)
     with engine.connect() as connection:
         used = connection.scalar(
             select(CapacityPool.used).where(CapacityPool.name == POOL)
         )
-        held = connection.scalar(
+        live_units = connection.scalar(
             select(func.coalesce(func.sum(Lease.quantity), 0)).where(
                 Lease.state.in_(["pending", "active"])
             )
@@ -49,7 +53,7 @@ def books(url: str) -> tuple[int, int, Counter, Counter]:
             )
         )
     engine.dispose()
-    return used, held, states, charged
+    return used, live_units, states, charged
 
 
 def orders(gateway_url: str, key: str, count: int) -> list:
@@ -68,8 +72,8 @@ def test_busy_wait_serialises_writers(tmp_path):
 
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {201: 50, 409: 30}
-    used, held, states, charged = books(url)
-    assert used == held == 50
+    used, live_units, states, charged = books(url)
+    assert used == live_units == 50
     assert states == {"active": 50}
     assert charged == {"active": 50}
     assert elapsed < 30
@@ -90,8 +94,20 @@ def test_no_busy_wait_gives_503_not_500(tmp_path):
             assert response.headers["Retry-After"] == "1"
             assert response.headers["Content-Type"] == "application/problem+json"
             assert "busy" in response.json()["detail"]
-    used, held, states, charged = books(url)
-    assert used == held
+    used, live_units, states, charged = books(url)
+    assert used == live_units
     assert states["active"] == statuses[201]
     assert set(charged) <= {"active"}
     print(f"80 orders, busy timeout 0 ms: {dict(statuses)}; leases {dict(states)}")
+
+    # A 503 from the settle step leaves its lease pending, and reconcile ends it.
+    pending_before = states["pending"]
+    runtime = Runtime.build(make_settings(url))
+    try:
+        report = reconcile(runtime, older_than=timedelta(0))
+    finally:
+        runtime.close()
+    used, live_units, states, charged = books(url)
+    assert len(report.activated) + len(report.failed) == pending_before
+    assert "pending" not in states
+    assert used == live_units

@@ -130,13 +130,13 @@ def test_pool_used_matches_live_leases(app, seeded, runtime):
                 pool = session.scalars(
                     select(CapacityPool).where(CapacityPool.name == self.pool)
                 ).one()
-                held = session.scalar(
+                live_units = session.scalar(
                     select(func.coalesce(func.sum(Lease.quantity), 0)).where(
                         Lease.pool_id == pool.id,
                         Lease.state.in_(["pending", "active"]),
                     )
                 )
-            assert pool.used == held
+            assert pool.used == live_units
             assert pool.used == sum(self.live.values())
 
     run_state_machine_as_test(

@@ -1,9 +1,9 @@
 """kill -9 of a gunicorn worker mid-order, then restart and reconcile.
 
-The worker is killed at one of three phases: after the pending lease is
-committed and before the provider is called, after the provider allocated the
-resource and before it returned, and after the charge is flushed but before
-the settle transaction commits.
+The worker is killed at one of three phases. The first is after the pending
+lease is committed and before the provider is called. The second is after the
+provider allocated the resource and before it returned. The third is after the
+charge is flushed and before the settle transaction commits.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ BODY = {"resource_type": "compute", "quantity": 3, "gpu_model": "h100-80gb", "ho
 def crash_gateway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Gateway, Engine, str, dict[str, str], Path]]:
-    """One single-worker gunicorn on PostgreSQL that can be told to crash."""
+    """One single-worker gunicorn on PostgreSQL whose worker a test can crash."""
     folder = tmp_path_factory.mktemp("crash")
     crash_file = folder / "crash-phase"
     with scratch_database("rentgate_crash") as url:
@@ -70,7 +70,7 @@ def count_leases(engine: Engine) -> int:
 
 
 def check_books(engine: Engine) -> None:
-    """Assert no pending lease, no orphan charge and no capacity held by the dead."""
+    """Assert no pending lease, no orphan charge, no capacity kept by dead leases."""
     with engine.connect() as connection:
         states = dict(
             connection.execute(
@@ -94,7 +94,7 @@ def check_books(engine: Engine) -> None:
         used = connection.scalar(
             select(CapacityPool.used).where(CapacityPool.name == "h100-80gb")
         )
-        held = connection.scalar(
+        live_units = connection.scalar(
             select(func.coalesce(func.sum(Lease.quantity), 0))
             .join(CapacityPool, Lease.pool_id == CapacityPool.id)
             .where(
@@ -105,7 +105,7 @@ def check_books(engine: Engine) -> None:
     assert "pending" not in states
     assert set(dict(charged_states)) <= {"active"}
     assert charges_per_lease <= {1}
-    assert used == held
+    assert used == live_units
 
 
 @pytest.mark.parametrize("phase", PHASES)

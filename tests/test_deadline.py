@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from pydantic import ValidationError
 from sqlalchemy import create_engine, select
 
 from rentgate.config import ProviderSettings
@@ -159,3 +160,11 @@ def test_gateway_answers_504_and_keeps_serving(slow_gateway, mode):
         )
     engine.dispose()
     assert state == "pending"
+
+
+def test_deadline_below_worker_timeout():
+    with pytest.raises(ValidationError, match="must be shorter than"):
+        make_settings("sqlite://", provider_deadline=30.0, worker_timeout=30.0)
+
+    settings = make_settings("sqlite://", provider_deadline=2.0, worker_timeout=10.0)
+    assert settings.provider_deadline < settings.worker_timeout

@@ -1,4 +1,4 @@
-"""Untrusted provider answers and unknown outcomes, through the order route."""
+"""Untrusted provider responses and unknown outcomes, through the order route."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from rentgate.cli import main
 from rentgate.config import Settings
@@ -214,3 +215,27 @@ def test_reconcile_command_output(client, seeded, runtime, database_url, monkeyp
     assert result.output == "reconciled: 2 activated, 0 failed, 0 still pending\n"
     with runtime.read_sessions() as session:
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 2
+
+
+def test_busy_settle_is_503_then_reconciled(client, seeded, runtime, monkeypatch):
+    def busy_settle(*args) -> None:
+        raise OperationalError("UPDATE leases", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("rentgate.ordering.settle_success", busy_settle)
+    headers = {**seeded.headers, "Idempotency-Key": "busy-1"}
+    busy = client.post("/rent_resource", json=BODY, headers=headers)
+    monkeypatch.undo()
+
+    assert busy.status_code == 503
+    assert busy.headers["Retry-After"] == "1"
+    lease_id = busy.get_json()["lease_id"]
+    assert "stays pending until the reconcile job" in busy.get_json()["detail"]
+    assert states(runtime) == {"pending": 1}
+
+    reconcile(runtime, older_than=timedelta(0))
+    retry = client.post("/rent_resource", json=BODY, headers=headers)
+
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json()["lease"]["id"] == lease_id
+    assert charges(runtime) == {lease_id: 1}

@@ -18,11 +18,11 @@ from typing import Any
 
 import pybreaker
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from rentgate import admission, metrics
-from rentgate.errors import Conflict, NotFound, Unprocessable, problem_body
+from rentgate.errors import Busy, Conflict, NotFound, Unprocessable, problem_body
 from rentgate.leases import lease_to_dict
 from rentgate.models import IdempotencyKey, Lease, LedgerEntry, new_id, utcnow
 from rentgate.pricing import quote
@@ -143,7 +143,21 @@ def place_order(
         result = call_provider(runtime, provider_name, provider_request)
     except ProviderError as exc:
         return _provider_failed(runtime, lease, exc)
-    return settle_success(runtime, lease.id, result)
+    try:
+        return settle_success(runtime, lease.id, result)
+    except OperationalError as exc:
+        # The provider has acted, so the client must learn which lease to
+        # wait for rather than place the order again.
+        log.warning(
+            "settle failed, lease stays pending lease_id=%s: %s", lease.id, exc.orig
+        )
+        raise Busy(
+            f"The provider fulfilled the order but the database was busy, so "
+            f"lease '{lease.id}' stays pending until the reconcile job settles "
+            "it; read the lease or retry with the same Idempotency-Key.",
+            retry_after=1,
+            extra={"lease_id": lease.id},
+        ) from exc
 
 
 @metrics.track_provider_call

@@ -285,7 +285,7 @@ class HttpProvider(Provider):
                     raw = self._read_capped(response, url)
                     if watch.fired:
                         # A body without Content-Length ends at the shutdown, so
-                        # a cut-off answer may look complete.
+                        # a cut-off response may look complete.
                         raise self._deadline_passed(method, url)
                 except requests.RequestException as exc:
                     raise self._translate(exc, method, url, watch.fired) from exc

@@ -1,9 +1,9 @@
 """Finds provider classes by name and builds the configured instances.
 
-A provider's ``kind`` is either a name (``local``, ``http`` or one registered
-in the ``rentgate.providers`` entry-point group) or an import path
-``package.module:Class`` naming a Provider subclass, which lets a test suite
-or a private deployment plug in a class without packaging it.
+A provider's ``kind`` is a name (``local``, ``http`` or one registered in the
+``rentgate.providers`` entry-point group) or an import path
+``package.module:Class`` of a Provider subclass. The import path lets a test
+suite or a private deployment plug in a class without packaging it.
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ class ProviderRegistry:
                 # and the lease stays pending for reconcile.
                 throw_new_error_on_trip=False,
             )
+            # NOTE: pybreaker 1.4 holds the breaker's lock for the whole call,
+            # so threads of one process call a provider one at a time. Sync
+            # gunicorn workers serve one request each, so this only matters
+            # for threaded workers.
 
     def get(self, name: str) -> Provider:
         return self.providers[name]
