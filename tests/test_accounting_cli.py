@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from rentgate.admission import current_period
 from rentgate.cli import main
-from rentgate.models import ApiKey, Lease, LedgerEntry
+from rentgate.models import ApiKey, Lease, LedgerEntry, RevenueMonth
 from tests.test_reports_profit import EXAMPLE_REVENUE, book, book_worked_example
 
 
@@ -332,4 +332,22 @@ def test_credit_period_follows_cli_limit(cli, client, seeded):
     assert exact.exit_code == 0, exact.output
     assert (
         client.get("/credit", headers=seeded.headers).get_json()["remaining"] == "0.00"
+    )
+
+
+def test_ledger_verify_names_stale_stored_month(cli, client, seeded, runtime):
+    at = datetime(2025, 4, 2, tzinfo=UTC)
+    book(client, runtime, seeded.tenant_id, "data", 1234, at)
+    assert (
+        cli("reports", "revenue", "--from", "2025-04", "--to", "2025-04").exit_code == 0
+    )
+    with runtime.transaction() as session:
+        session.execute(update(RevenueMonth).values(amount_minor=1000))
+
+    result = cli("ledger", "verify")
+
+    assert result.exit_code == 1
+    assert (
+        "USD: the revenue report totals 1000 minor units but the ledger sums to 1234"
+        in result.stderr
     )

@@ -29,6 +29,7 @@ ADMIN_ROUTES = [
     ("get", "/admin/reports/costs"),
     ("get", "/admin/reports/profit"),
     ("get", "/admin/tenants/1/statements/2026-01"),
+    ("get", "/admin/tenants/1/statements/2026-01/csv"),
 ]
 
 

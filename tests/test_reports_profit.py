@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select, update
 
-from rentgate.models import Lease, LedgerEntry
+from rentgate.accounting.months import current_month
+from rentgate.accounting.reports import last_closed_month
+from rentgate.models import ClosedRevenueMonth, Lease, LedgerEntry, RevenueMonth
 from rentgate.runtime import Runtime
 from tests.conftest import Seeded
 
@@ -433,3 +436,44 @@ def test_bad_report_query_is_422(client, seeded, query, field):
 
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == field
+
+
+def test_closed_months_are_stored_once(client, seeded, runtime):
+    book(
+        client, runtime, seeded.tenant_id, "data", 100, datetime(2025, 3, 9, tzinfo=UTC)
+    )
+
+    first = get_report(client, seeded, "revenue", **{"from": "2025-02"}, to="2025-03")
+    with runtime.transaction() as session:
+        session.execute(
+            update(RevenueMonth).values(amount_minor=RevenueMonth.amount_minor + 1)
+        )
+    second = get_report(client, seeded, "revenue", **{"from": "2025-02"}, to="2025-03")
+
+    assert first["total"] == "1.00"
+    # The second report reads the stored month, so the edit shows through.
+    assert second["total"] == "1.01"
+    with runtime.read_sessions() as session:
+        closed = session.scalars(select(ClosedRevenueMonth.month)).all()
+    assert sorted(closed) == ["2025-02", "2025-03"]
+
+
+def test_current_month_is_summed_live(client, seeded):
+    month = current_month()
+    order = {"resource_type": "compute", "quantity": 1}
+    client.post("/rent_resource", json=order, headers=seeded.headers)
+    before = get_report(client, seeded, "revenue", **{"from": month}, to=month)
+
+    client.post("/rent_resource", json=order, headers=seeded.headers)
+    after = get_report(client, seeded, "revenue", **{"from": month}, to=month)
+
+    assert before["total"] == "2.50"
+    assert after["total"] == "5.00"
+
+
+def test_last_closed_month_leaves_margin():
+    just_after = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+    later = datetime(2026, 3, 1, 1, 0, 1, tzinfo=UTC)
+
+    assert last_closed_month(just_after) == "2026-01"
+    assert last_closed_month(later) == "2026-02"

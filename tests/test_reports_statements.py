@@ -62,9 +62,7 @@ def test_statement_lists_entries_with_totals(client, seeded):
 def test_statement_csv_rows_add_up(client, seeded):
     rent_extend_release(client, seeded)
 
-    response = client.get(
-        f"/statements/{current_period()}?format=csv", headers=seeded.headers
-    )
+    response = client.get(f"/statements/{current_period()}/csv", headers=seeded.headers)
 
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert response.status_code == 200
@@ -124,7 +122,7 @@ def test_admin_reads_any_statement(client, seeded):
     [
         pytest.param("/statements/2025-13", "month", id="month-13"),
         pytest.param("/statements/latest", "month", id="word"),
-        pytest.param("/statements/2025-01?format=pdf", "format", id="format"),
+        pytest.param("/statements/2025-1/csv", "month", id="csv-month"),
     ],
 )
 def test_bad_statement_request_is_422(client, seeded, path, field):

@@ -97,6 +97,28 @@ def upgrade() -> None:
     )
     op.create_index("ix_costs_lease_id", "costs", ["lease_id"], unique=False)
 
+    op.create_table(
+        "revenue_closed_months",
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column(
+            "closed_at", rentgate.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint(
+            "currency", "month", name=op.f("pk_revenue_closed_months")
+        ),
+    )
+    op.create_table(
+        "revenue_months",
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("offering", sa.String(length=40), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "currency", "month", "offering", name=op.f("pk_revenue_months")
+        ),
+    )
+
     op.create_index(
         "ix_ledger_entries_currency_booked",
         "ledger_entries",
@@ -111,6 +133,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_ledger_entries_lease_id", table_name="ledger_entries")
     op.drop_index("ix_ledger_entries_currency_booked", table_name="ledger_entries")
+    op.drop_table("revenue_months")
+    op.drop_table("revenue_closed_months")
     op.drop_index("ix_costs_lease_id", table_name="costs")
     op.drop_index("ix_costs_kind_start_month", table_name="costs")
     op.drop_table("costs")

@@ -358,3 +358,28 @@ Index(
 )
 # Ledger verification reads the entries of each lease.
 Index("ix_ledger_entries_lease_id", LedgerEntry.lease_id)
+
+
+class ClosedRevenueMonth(Base):
+    """A month whose revenue is summed once into ``revenue_months``.
+
+    Entries are booked at the time of insertion and never updated or deleted,
+    so a month's sums cannot change once it has ended and a margin has passed.
+    """
+
+    __tablename__ = "revenue_closed_months"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RevenueMonth(Base):
+    """The revenue of one offering in one closed month, in minor units."""
+
+    __tablename__ = "revenue_months"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    offering: Mapped[str] = mapped_column(String(40), primary_key=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)

@@ -2,17 +2,24 @@
 
 Revenue is summed from ledger_entries in SQL, grouped by month and offering
 over the covering index on (currency, booked_at, offering, amount_minor).
+The ledger is append-only and entries are booked at the current time, so the
+sums of a month that has ended never change: they are stored in
+revenue_months the first time a report needs them, and later reports read
+them from there. Only the open months are summed from the ledger each time.
 Every figure is in integer minor units of one currency until it is rendered.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from rentgate.accounting.common import field_error, money
@@ -32,11 +39,17 @@ from rentgate.accounting.months import (
     months_between,
 )
 from rentgate.accounting.schemas import ReportQuery
-from rentgate.models import LedgerEntry
+from rentgate.models import ClosedRevenueMonth, LedgerEntry, RevenueMonth, utcnow
+
+log = logging.getLogger(__name__)
 
 # Reports longer than this are rejected, so a typo such as 1026-01 cannot
 # make the server build a thousand-year table.
 MAX_REPORT_MONTHS = 1200
+# A month's sums are stored once it ended this long ago. Entries are booked
+# with the current time, and a transaction that booked one just before
+# midnight commits within seconds, so an hour leaves a wide margin.
+CLOSE_MARGIN = timedelta(hours=1)
 # The run rate is the average of the last months of a report, at most this many.
 RUN_RATE_MONTHS = 12
 
@@ -110,31 +123,112 @@ def report_period(session: Session, query: ReportQuery) -> Period:
     return Period(first, last, query.currency)
 
 
-def revenue_by_month_offering(
-    session: Session, period: Period
-) -> list[tuple[str, str, int]]:
-    """Return (month, offering, minor units) for every group with entries."""
+def _live_revenue(session: Session, period: Period) -> list[tuple[str, str, int]]:
+    """Sum the ledger by month and offering over ``period``, straight from SQL."""
     bucket = _month_bucket(session)
     rows = session.execute(
         select(bucket, LedgerEntry.offering, func.sum(LedgerEntry.amount_minor))
         .where(*_in_period(period))
         .group_by(bucket, LedgerEntry.offering)
     ).all()
-    result = [
+    return [
         (month_label(month), offering, int(total)) for month, offering, total in rows
     ]
-    return sorted(result)
+
+
+def last_closed_month(now: datetime | None = None) -> str:
+    """Return the newest month that ended at least ``CLOSE_MARGIN`` ago."""
+    moment = (now or utcnow()) - CLOSE_MARGIN
+    return add_months(moment.strftime("%Y-%m"), -1)
+
+
+def _closed_revenue(
+    session: Session, currency: str, first: str, last: str
+) -> list[tuple[str, str, int]]:
+    """Return the sums of closed months first..last, storing any not stored yet."""
+    closed = set(
+        session.scalars(
+            select(ClosedRevenueMonth.month).where(
+                ClosedRevenueMonth.currency == currency,
+                ClosedRevenueMonth.month >= first,
+                ClosedRevenueMonth.month <= last,
+            )
+        )
+    )
+    stored = session.execute(
+        select(
+            RevenueMonth.month, RevenueMonth.offering, RevenueMonth.amount_minor
+        ).where(
+            RevenueMonth.currency == currency,
+            RevenueMonth.month >= first,
+            RevenueMonth.month <= last,
+        )
+    ).all()
+    rows = [(m, offering, int(amount)) for m, offering, amount in stored if m in closed]
+    missing = [month for month in months_between(first, last) if month not in closed]
+    if not missing:
+        return rows
+
+    wanted = set(missing)
+    sums = _live_revenue(session, Period(missing[0], missing[-1], currency))
+    computed = [row for row in sums if row[0] in wanted]
+    _store_closed(session, currency, missing, computed)
+    return rows + computed
+
+
+def _store_closed(
+    session: Session,
+    currency: str,
+    months: list[str],
+    sums: list[tuple[str, str, int]],
+) -> None:
+    # The caller's session may be read-only, and on SQLite its snapshot would
+    # not see these rows anyway, so they are written through a session of their
+    # own. ON CONFLICT DO NOTHING lets concurrent reports close the same month;
+    # their sums are equal because the month is closed.
+    bind = session.get_bind().execution_options(read_only=False)
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    with Session(bind) as writer, writer.begin():
+        if sums:
+            values = [
+                {"currency": currency, "month": m, "offering": o, "amount_minor": a}
+                for m, o, a in sums
+            ]
+            writer.execute(insert(RevenueMonth).values(values).on_conflict_do_nothing())
+        marks = [
+            {"currency": currency, "month": month, "closed_at": utcnow()}
+            for month in months
+        ]
+        writer.execute(
+            insert(ClosedRevenueMonth).values(marks).on_conflict_do_nothing()
+        )
+    log.info("revenue months stored currency=%s months=%s", currency, len(months))
+
+
+def revenue_by_month_offering(
+    session: Session, period: Period
+) -> list[tuple[str, str, int]]:
+    """Return (month, offering, minor units) for every group with entries.
+
+    Closed months are read from ``revenue_months``, and summed from the ledger
+    the first time a report covers them. The open months are summed live.
+    """
+    closed_last = min(period.last, last_closed_month())
+    rows: list[tuple[str, str, int]] = []
+    if period.first <= closed_last:
+        rows += _closed_revenue(session, period.currency, period.first, closed_last)
+    open_first = max(period.first, add_months(closed_last, 1))
+    if open_first <= period.last:
+        rows += _live_revenue(session, Period(open_first, period.last, period.currency))
+    return sorted(rows)
 
 
 def revenue_by_month(session: Session, period: Period) -> dict[str, int]:
     """Return minor units of revenue by month; months without entries are absent."""
-    bucket = _month_bucket(session)
-    rows = session.execute(
-        select(bucket, func.sum(LedgerEntry.amount_minor))
-        .where(*_in_period(period))
-        .group_by(bucket)
-    ).all()
-    return {month_label(month): int(total) for month, total in rows}
+    totals: dict[str, int] = defaultdict(int)
+    for month, _, amount in revenue_by_month_offering(session, period):
+        totals[month] += amount
+    return dict(totals)
 
 
 def revenue_report(session: Session, period: Period) -> dict[str, Any]:

@@ -414,11 +414,3 @@ class Statement(BaseModel):
     month: str
     entries: list[StatementEntry]
     totals: list[StatementTotal]
-
-
-class StatementQuery(BaseModel):
-    """Query string of the statement routes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["json", "csv"] = "json"

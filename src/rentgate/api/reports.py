@@ -16,7 +16,6 @@ from rentgate.accounting.schemas import (
     ReportQuery,
     RevenueReport,
     Statement,
-    StatementQuery,
 )
 from rentgate.api.common import query_args, tenant_id
 from rentgate.auth import admin_required, tenant_required
@@ -24,25 +23,27 @@ from rentgate.db import get_session
 
 bp = Blueprint("reports", __name__)
 
-CSV_NOTE = "With format=csv the statement is sent as text/csv instead."
+MONTH_INVALID = "The month is not YYYY-MM."
+CSV_DESCRIPTION = (
+    "One row per ledger entry, then one total row per currency: id, booked_at, "
+    "lease_id, offering, kind, amount, currency, note."
+)
 
 
-def _statement_response(tenant_key: int, month: str) -> Response:
+def _statement(tenant_key: int, month: str) -> dict:
     if not is_month(month):
         raise field_error("month", f"{month!r} is not a month", "use YYYY-MM")
-    query = query_args(StatementQuery)
     session = get_session()
-    document = statements.statement(
-        session, tenants.get_tenant(session, tenant_key), month
+    return statements.statement(session, tenants.get_tenant(session, tenant_key), month)
+
+
+def _csv_response(document: dict) -> Response:
+    filename = f"statement-{document['tenant']}-{document['month']}.csv"
+    return Response(
+        statements.statement_csv(document),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
-    if query.format == "csv":
-        filename = f"statement-{document['tenant']}-{month}.csv"
-        return Response(
-            statements.statement_csv(document),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f"attachment; filename={filename}"},
-        )
-    return jsonify(document)
 
 
 @bp.get("/admin/reports/revenue")
@@ -97,13 +98,24 @@ def profit() -> Response:
     "A tenant's statement of one month",
     tags=["reports"],
     auth="admin",
-    description=CSV_NOTE,
-    query=StatementQuery,
-    responses={200: Statement},
+    responses={200: Statement, 422: MONTH_INVALID},
 )
 @admin_required
 def tenant_statement(tenant: int, month: str) -> Response:
-    return _statement_response(tenant, month)
+    return jsonify(_statement(tenant, month))
+
+
+@bp.get("/admin/tenants/<int:tenant>/statements/<month>/csv")
+@openapi.operation(
+    "A tenant's statement of one month as CSV",
+    tags=["reports"],
+    auth="admin",
+    responses={200: CSV_DESCRIPTION, 422: MONTH_INVALID},
+    response_media_type="text/csv",
+)
+@admin_required
+def tenant_statement_csv(tenant: int, month: str) -> Response:
+    return _csv_response(_statement(tenant, month))
 
 
 @bp.get("/statements/<month>")
@@ -111,13 +123,24 @@ def tenant_statement(tenant: int, month: str) -> Response:
     "The calling tenant's statement of one month",
     tags=["reports"],
     auth="tenant",
-    description=CSV_NOTE,
-    query=StatementQuery,
-    responses={200: Statement},
+    responses={200: Statement, 422: MONTH_INVALID},
 )
 @tenant_required
 def own_statement(month: str) -> Response:
-    return _statement_response(tenant_id(), month)
+    return jsonify(_statement(tenant_id(), month))
+
+
+@bp.get("/statements/<month>/csv")
+@openapi.operation(
+    "The calling tenant's statement of one month as CSV",
+    tags=["reports"],
+    auth="tenant",
+    responses={200: CSV_DESCRIPTION, 422: MONTH_INVALID},
+    response_media_type="text/csv",
+)
+@tenant_required
+def own_statement_csv(month: str) -> Response:
+    return _csv_response(_statement(tenant_id(), month))
 
 
 @bp.get("/credit")
