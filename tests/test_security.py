@@ -281,3 +281,29 @@ def _revoke(database_url: str, key: str) -> None:
             row.revoked_at = utcnow()
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer rg_0123456789ab_not-a-real-key", "Basic dXNlcjpwYXNz"],
+    ids=["missing", "unknown", "basic"],
+)
+def test_secured_operations_need_valid_key(database_url, seeded, authorization):
+    app = create_app(make_settings(database_url, rate_limit="100000/second"))
+    client = app.test_client()
+    document = client.get("/openapi.json").get_json()
+    headers = {"Authorization": authorization} if authorization else {}
+    checked = 0
+
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not operation["security"]:
+                continue
+            url = re.sub(r"\{[^}]+\}", "1", path)
+            response = client.open(url, method=method.upper(), json={}, headers=headers)
+            assert response.status_code == 401, f"{method} {path}"
+            assert response.get_json()["status"] == 401
+            checked += 1
+    app.extensions["rentgate"].close()
+
+    assert checked >= 7

@@ -249,9 +249,8 @@ def _record_circuit(runtime: Any, provider_name: str) -> None:
 def track_activation(activate: F) -> F:
     """Add a lease's charge to the revenue counter; wraps ``activate``.
 
-    NOTE: the counter moves when the lease becomes active inside the settle
-    transaction, so a rollback after that point over-counts; the ledger stays
-    the record of revenue.
+    NOTE: the counter moves inside the settle transaction, so a rollback after
+    that point over-counts. The ledger remains the record of revenue.
     """
 
     @wraps(activate)

@@ -70,8 +70,9 @@ STANDARD_ERRORS = {
 class SegmentConverter(UnicodeConverter):
     """The default path converter, without control characters.
 
-    A ``%00`` in an id would otherwise reach PostgreSQL, which rejects NUL in
-    text with an error; such a path now matches no route and gets a 404.
+    PostgreSQL raises an error for a NUL character in text, so a ``%00`` in an
+    id would end in a 500. With this converter such a path matches no route
+    and gets a 404.
     """
 
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
@@ -117,7 +118,7 @@ def operation(
     rate_limited: bool = True,
     response_headers: Mapping[int, Mapping[str, dict[str, Any]]] | None = None,
 ) -> Callable[[F], F]:
-    """Attach an ``Operation`` to a view; see the module docstring for usage."""
+    """Attach an ``Operation`` to a view, as the module docstring shows."""
     spec = Operation(
         summary=summary,
         tags=tuple(tags),
@@ -431,7 +432,7 @@ def build_document(app: Flask, *, title: str, version: str) -> dict[str, Any]:
             },
         },
     }
-    # openapi-pydantic checks the structure; the dict is served as built,
+    # openapi-pydantic checks the structure, but the dict is served as built
     # because a round trip through its models drops ``default: null`` and
     # turns integer bounds into floats.
     OpenAPI.model_validate(document)
