@@ -138,7 +138,8 @@ def test_docs_page_serves_assets_offline(client):
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
 
     assert page.status_code == 200
-    assert "http://" not in html and "https://" not in html
+    assert "http://" not in html
+    assert "https://" not in html
     assert len(assets) == 4
     for asset in assets:
         response = client.get(asset)
