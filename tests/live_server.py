@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,28 @@ class LiveServer:
     def logs(self) -> str:
         """Return everything gunicorn and the app wrote so far."""
         return self.log_path.read_text(errors="replace")
+
+    def metric_writers(self) -> set[str]:
+        """Return the pids of workers that wrote Prometheus counters."""
+        files = self.metrics_dir.glob("counter_*.db")
+        return {path.stem.rsplit("_", 1)[1] for path in files}
+
+    def wait_for_workers(self, count: int, timeout: float = 30.0) -> None:
+        """Send concurrent /healthz requests until ``count`` workers answered.
+
+        A worker loads the app after the fork, so right after start-up only
+        some workers may accept connections.
+        """
+        deadline = time.monotonic() + timeout
+        url = f"{self.base_url}/healthz"
+        with ThreadPoolExecutor(2 * count) as pool:
+            while len(self.metric_writers()) < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"only {len(self.metric_writers())} of {count} workers "
+                        f"answered within {timeout}s"
+                    )
+                list(pool.map(lambda _: requests.get(url, timeout=5), range(4 * count)))
 
 
 def free_port() -> int:

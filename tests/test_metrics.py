@@ -192,6 +192,7 @@ def test_counts_merge_across_gunicorn_workers(tmp_path):
     server = start_live_server(tmp_path, workers=2)
     order_url = f"{server.base_url}/rent_resource"
     try:
+        server.wait_for_workers(2)
         with ThreadPoolExecutor(6) as pool:
             statuses = list(
                 pool.map(
@@ -211,10 +212,7 @@ def test_counts_merge_across_gunicorn_workers(tmp_path):
         server.stop()
 
     assert statuses == [201] * 12
-    writers = {
-        path.name.split("_")[-1] for path in server.metrics_dir.glob("counter_*.db")
-    }
-    assert len(writers) == 2
+    assert len(server.metric_writers()) == 2
     for samples in scrapes:
         orders = _sample(
             samples, "rentgate_orders_total", offering="compute", outcome="success"
