@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run migrate seed test test-sqlite lint format bench clean
+.PHONY: install run migrate seed test test-sqlite lint format bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ lint: install
 
 format: install
 	$(BIN)/ruff format src tests migrations
+
+# wrk (a Debian package) drives the load; pyinstrument profiles one order.
+bench-deps: install
+	apt-get update
+	apt-get install -y wrk
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+
+# Needs `make bench-deps` once and PostgreSQL on 127.0.0.1:5432; about 6 minutes.
+bench: install
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
