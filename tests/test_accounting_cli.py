@@ -351,3 +351,19 @@ def test_ledger_verify_names_stale_stored_month(cli, client, seeded, runtime):
         "USD: the revenue report totals 1000 minor units but the ledger sums to 1234"
         in result.stderr
     )
+
+
+def test_reports_recompute_fixes_stale_month(cli, client, seeded, runtime):
+    at = datetime(2025, 4, 2, tzinfo=UTC)
+    book(client, runtime, seeded.tenant_id, "data", 1234, at)
+    cli("reports", "revenue", "--from", "2025-04", "--to", "2025-04")
+    with runtime.transaction() as session:
+        session.execute(update(RevenueMonth).values(amount_minor=1000))
+
+    recomputed = cli("reports", "recompute", "--from", "2025-01", "--to", "2025-12")
+    verified = cli("ledger", "verify")
+
+    assert recomputed.exit_code == 0, recomputed.output
+    assert "forgot 1 stored USD months from 2025-01 to 2025-12" in recomputed.stdout
+    assert verified.exit_code == 0, verified.output
+    assert "totals 12.34 USD" in verified.stdout

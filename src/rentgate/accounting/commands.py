@@ -133,10 +133,10 @@ def tenants_set_credit_limit(name: str, limit: str) -> None:
     with _session(write=True) as session:
         tenant = tenants.find_tenant(session, name)
         tenants.set_credit_limit(session, tenant, body)
-        shown = tenants.tenant_to_dict(tenant)
+        rendered = tenants.tenant_to_dict(tenant)
     click.echo(
-        f"tenant {name!r}: credit limit {shown['credit_limit'] or 'none'} "
-        f"{shown['currency']} a month, from this month on"
+        f"tenant {name!r}: credit limit {rendered['credit_limit'] or 'none'} "
+        f"{rendered['currency']} a month, from this month on"
     )
 
 
@@ -333,10 +333,10 @@ def costs_add(kind: str, amount: str, **options: Any) -> None:
     body = _validate(CostCreate, data)
     with _session(write=True) as session:
         cost = costs.add_cost(session, body)
-        shown = costs.cost_to_dict(cost)
+        rendered = costs.cost_to_dict(cost)
     click.echo(
-        f"cost {shown['id']} recorded: {kind} {shown['amount']} {shown['currency']} "
-        f"from {shown['start_month']}"
+        f"cost {rendered['id']} recorded: {kind} {rendered['amount']} "
+        f"{rendered['currency']} from {rendered['start_month']}"
     )
 
 
@@ -462,6 +462,28 @@ def report_profit(**options: Any) -> None:
     )
     click.echo("")
     click.echo(report["break_even"]["message"])
+
+
+@reports_group.command("recompute")
+@click.option("--from", "from_month", default=None, help="First month.")
+@click.option("--to", "to_month", default=None, help="Last month.")
+@click.option("--currency", default="USD", show_default=True, type=CURRENCY_CHOICE)
+def report_recompute(
+    from_month: str | None, to_month: str | None, currency: str
+) -> None:
+    """Forget the stored revenue of ended months; the next report sums them again."""
+    query = _validate(
+        ReportQuery, {"from": from_month, "to": to_month, "currency": currency}
+    )
+    with _session(write=True) as session:
+        period = reports.report_period(session, query)
+        count = reports.forget_closed_months(
+            session, currency, period.first, period.last
+        )
+    click.echo(
+        f"forgot {count} stored {currency} months from {period.first} to "
+        f"{period.last}; the next report sums them from the ledger"
+    )
 
 
 @reports_group.command("statement")

@@ -3,7 +3,7 @@
 Revenue is summed from ledger_entries in SQL, grouped by month and offering
 over the covering index on (currency, booked_at, offering, amount_minor).
 The ledger is append-only and entries are booked at the current time, so the
-sums of a month that has ended never change: they are stored in
+sums of a month that has ended never change. They are stored in
 revenue_months the first time a report needs them, and later reports read
 them from there. Only the open months are summed from the ledger each time.
 Every figure is in integer minor units of one currency until it is rendered.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -169,9 +169,9 @@ def _closed_revenue(
     if not missing:
         return rows
 
-    wanted = set(missing)
+    missing_set = set(missing)
     sums = _live_revenue(session, Period(missing[0], missing[-1], currency))
-    computed = [row for row in sums if row[0] in wanted]
+    computed = [row for row in sums if row[0] in missing_set]
     _store_closed(session, currency, missing, computed)
     return rows + computed
 
@@ -191,8 +191,13 @@ def _store_closed(
     with Session(bind) as writer, writer.begin():
         if sums:
             values = [
-                {"currency": currency, "month": m, "offering": o, "amount_minor": a}
-                for m, o, a in sums
+                {
+                    "currency": currency,
+                    "month": month,
+                    "offering": offering,
+                    "amount_minor": amount,
+                }
+                for month, offering, amount in sums
             ]
             writer.execute(insert(RevenueMonth).values(values).on_conflict_do_nothing())
         marks = [
@@ -203,6 +208,29 @@ def _store_closed(
             insert(ClosedRevenueMonth).values(marks).on_conflict_do_nothing()
         )
     log.info("revenue months stored currency=%s months=%s", currency, len(months))
+
+
+def forget_closed_months(session: Session, currency: str, first: str, last: str) -> int:
+    """Delete the stored sums of months first..last, so reports sum them again.
+
+    Returns the number of months forgotten.
+    """
+    closed = (
+        ClosedRevenueMonth.currency == currency,
+        ClosedRevenueMonth.month >= first,
+        ClosedRevenueMonth.month <= last,
+    )
+    count = session.scalar(select(func.count()).where(*closed)) or 0
+    session.execute(
+        delete(RevenueMonth).where(
+            RevenueMonth.currency == currency,
+            RevenueMonth.month >= first,
+            RevenueMonth.month <= last,
+        )
+    )
+    session.execute(delete(ClosedRevenueMonth).where(*closed))
+    log.info("revenue months forgotten currency=%s months=%s", currency, count)
+    return int(count)
 
 
 def revenue_by_month_offering(

@@ -224,5 +224,7 @@ def _check_report_totals(session: Session, result: VerifyResult) -> None:
         if sum(report.values()) != int(ledger_sum):
             raise LedgerMismatch(
                 f"{currency}: the revenue report totals {sum(report.values())} minor "
-                f"units but the ledger sums to {int(ledger_sum)}"
+                f"units but the ledger sums to {int(ledger_sum)}; if the ledger is "
+                "right, run 'rentgate reports recompute' to sum the stored months "
+                "again"
             )
