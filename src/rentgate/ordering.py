@@ -388,8 +388,6 @@ def lease_action_once(
     with the response, so a stored claim always has a response and a rejected
     action stores nothing. A repeated key replays that response.
     """
-    # NOTE: the release and extend views in api/leases.py do not call this yet,
-    # so over HTTP those two routes still ignore the Idempotency-Key header.
     if idempotency_key is None:
         return Outcome(200, lease_to_dict(action(None)))
 

@@ -8,7 +8,15 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rentgate import openapi
-from rentgate.api.common import json_body, query_args, runtime, tenant_id, validate
+from rentgate.api.common import (
+    idempotency_key,
+    json_body,
+    outcome_response,
+    query_args,
+    runtime,
+    tenant_id,
+    validate,
+)
 from rentgate.auth import tenant_required
 from rentgate.db import get_session
 from rentgate.leases import (
@@ -18,6 +26,7 @@ from rentgate.leases import (
     list_leases,
     release_lease,
 )
+from rentgate.ordering import lease_action_once
 from rentgate.schemas import LeaseOut, LeasePage
 
 bp = Blueprint("leases", __name__)
@@ -109,12 +118,22 @@ def show(lease_id: str) -> Response:
     "Release an active lease early",
     tags=["leases"],
     auth="tenant",
+    idempotency_key=True,
     responses={200: LeaseOut, 422: NOT_ACTIVE, **PROVIDER_ERRORS},
 )
 @tenant_required
 def release(lease_id: str) -> Response:
-    lease = release_lease(runtime(), tenant_id(), lease_id)
-    return jsonify(lease_to_dict(lease))
+    rt, tenant = runtime(), tenant_id()
+    outcome = lease_action_once(
+        rt,
+        tenant_id=tenant,
+        route="release",
+        lease_id=lease_id,
+        payload={"lease_id": lease_id},
+        idempotency_key=idempotency_key(),
+        action=lambda claim: release_lease(rt, tenant, lease_id, claim=claim),
+    )
+    return outcome_response(outcome)
 
 
 @bp.post("/leases/<lease_id>/extend")
@@ -123,6 +142,7 @@ def release(lease_id: str) -> Response:
     tags=["leases"],
     auth="tenant",
     body=ExtendBody,
+    idempotency_key=True,
     responses={
         200: LeaseOut,
         402: "The extension would pass the monthly credit limit.",
@@ -132,6 +152,18 @@ def release(lease_id: str) -> Response:
 )
 @tenant_required
 def extend(lease_id: str) -> Response:
-    body = validate(ExtendBody, json_body())
-    lease = extend_lease(runtime(), tenant_id(), lease_id, body.hours)
-    return jsonify(lease_to_dict(lease))
+    payload = json_body()
+    body = validate(ExtendBody, payload)
+    rt, tenant = runtime(), tenant_id()
+    outcome = lease_action_once(
+        rt,
+        tenant_id=tenant,
+        route="extend",
+        lease_id=lease_id,
+        payload={"lease_id": lease_id, **payload},
+        idempotency_key=idempotency_key(),
+        action=lambda claim: extend_lease(
+            rt, tenant, lease_id, body.hours, claim=claim
+        ),
+    )
+    return outcome_response(outcome)
