@@ -178,8 +178,8 @@ class HttpProvider(Provider):
             answer = SubmitAnswer.model_validate(body)
         except ValidationError as exc:
             raise ProviderBadResponse(
-                f"Provider {self.name!r} returned no valid resource_id for {request.action}: "
-                f"{exc.errors()[0]['msg']}."
+                f"Provider {self.name!r} returned no valid resource_id for "
+                f"{request.action}: {exc.errors()[0]['msg']}."
             ) from exc
         details = {k: v for k, v in body.items() if k != "resource_id"}
         return ProviderResult(answer.resource_id, _small(details))
