@@ -194,3 +194,19 @@ def test_price_change_keeps_sold_price(client, seeded: Seeded, runtime):
     assert again["unit_price"] == "10.00"
     assert second.get_json()["lease"]["amount"] == "24.69"  # 24.690 rounded half-even
     assert second.get_json()["lease"]["unit_price"] == "12.345"
+
+
+def test_negative_credit_limit_is_402(client, seeded: Seeded, runtime):
+    from rentgate.models import Tenant
+
+    with runtime.transaction() as session:
+        session.get(Tenant, seeded.tenant_id).credit_limit_minor = -500
+
+    response = client.post(
+        "/rent_resource",
+        json={"resource_type": "data", "quantity": 1},
+        headers=seeded.headers,
+    )
+
+    assert response.status_code == 402
+    assert response.get_json()["remaining"] == "0.00"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from flask import Flask, Response, g, request
@@ -13,6 +14,9 @@ from rentgate.runtime import Runtime
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+# A client's X-Request-ID is kept only if it cannot forge log fields or markup.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["default"] = openapi.SegmentConverter
+    # Answer 404 problems instead of HTML redirects for "//" or a trailing "/".
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
 
     # Extensions: the database, providers, request ids, request logs, metrics
     # and rate limits. Request ids come first so every later hook can log them.
@@ -59,9 +66,7 @@ def _init_request_ids(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        valid = (
-            0 < len(incoming) <= 128 and incoming.isascii() and incoming.isprintable()
-        )
+        valid = REQUEST_ID_PATTERN.fullmatch(incoming) is not None
         g.request_id = incoming if valid else uuid.uuid4().hex
 
     @app.after_request

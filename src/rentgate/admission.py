@@ -141,7 +141,7 @@ def _ensure_period(session: Session, tenant: Tenant, period: str) -> None:
     values = {
         "tenant_id": tenant.id,
         "period": period,
-        "limit_minor": tenant.credit_limit_minor,
+        "limit_minor": max(tenant.credit_limit_minor or 0, 0),
         "used_minor": 0,
     }
     insert = (

@@ -67,8 +67,9 @@ def seed_demo() -> None:
     click.echo("demo tenant created; its API key, shown only this once:")
     click.echo(f"\n    {key}\n")
     click.echo(
-        "Try: curl -s -X POST http://127.0.0.1:5000/rent_resource "
-        f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        "Try, with KEY set to that key: curl -s -X POST "
+        'http://127.0.0.1:5000/rent_resource -H "Authorization: Bearer $KEY" '
+        "-H 'Content-Type: application/json' "
         """-d '{"resource_type": "compute", "quantity": 100}'"""
     )
 
@@ -92,13 +93,27 @@ def tenants_create(name: str, credit_limit: str | None, currency: str) -> None:
 
     from rentgate.auth import create_key
     from rentgate.models import Tenant
-    from rentgate.money import to_minor
+    from rentgate.money import CURRENCIES, to_minor
 
+    if not name.strip() or len(name) > 120:
+        raise click.BadParameter("must be 1 to 120 characters", param_hint="NAME")
+    if currency not in CURRENCIES:
+        raise click.BadParameter(
+            f"{currency!r} is not supported; use one of {', '.join(CURRENCIES)}",
+            param_hint="--currency",
+        )
     limit = None
     if credit_limit is not None:
         try:
-            limit = to_minor(Decimal(credit_limit), currency)
-        except (InvalidOperation, ValueError) as exc:
+            amount = Decimal(credit_limit)
+            if not amount.is_finite() or not 0 <= amount < Decimal("1e15"):
+                raise ValueError("must be a number from 0 to 999999999999999")
+            limit = to_minor(amount, currency)
+        except InvalidOperation:
+            raise click.BadParameter(
+                f"{credit_limit!r} is not a number", param_hint="--credit-limit"
+            ) from None
+        except ValueError as exc:
             raise click.BadParameter(
                 f"{credit_limit!r}: {exc}", param_hint="--credit-limit"
             ) from None

@@ -172,7 +172,7 @@ class CreditPeriod(Base):
 
 
 class Lease(Base):
-    """One order: what was reserved, at what price, and where it stands."""
+    """One order: what was reserved, at what price, and its state."""
 
     __tablename__ = "leases"
     __table_args__ = (
@@ -254,7 +254,7 @@ class LocalAllocation(Base):
 
 
 class IdempotencyKey(Base):
-    """A claimed ``Idempotency-Key`` and, once finished, the stored answer."""
+    """A claimed ``Idempotency-Key`` and, once finished, the stored response."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
