@@ -12,10 +12,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event
 
-from rentgate.models import LedgerEntry
 from rentgate.providers.base import Deadline, ProviderRequest, ProviderResult
 from rentgate.providers.local import LocalProvider
 
@@ -48,14 +46,16 @@ class CrashingLocalProvider(LocalProvider):
 
 
 def install_settle_crash() -> None:
-    """Kill the worker once the charge is flushed but not yet committed."""
+    """Kill the worker once the charge is inserted but not yet committed."""
 
-    @event.listens_for(Session, "after_flush")
-    def crash_before_commit(session: Session, _context: Any) -> None:
-        charges = [
-            row
-            for row in session.new
-            if isinstance(row, LedgerEntry) and row.kind == "charge"
-        ]
-        if charges:
+    @event.listens_for(Engine, "after_cursor_execute")
+    def crash_before_commit(
+        _connection: Any,
+        _cursor: Any,
+        statement: str,
+        _parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> None:
+        if statement.startswith("INSERT INTO ledger_entries"):
             crash_if_armed("before_settle_commit")

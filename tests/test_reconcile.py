@@ -218,7 +218,7 @@ def test_reconcile_command_output(client, seeded, runtime, database_url, monkeyp
 
 
 def test_busy_settle_is_503_then_reconciled(client, seeded, runtime, monkeypatch):
-    def busy_settle(*args) -> None:
+    def busy_settle(*args, **kwargs) -> None:
         raise OperationalError("UPDATE leases", {}, Exception("database is locked"))
 
     monkeypatch.setattr("rentgate.ordering.settle_success", busy_settle)

@@ -8,11 +8,13 @@ time. CHECK constraints on the tables stop any bug that slips past.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from rentgate.db import dialect_insert
 from rentgate.errors import Conflict, PaymentRequired, Unprocessable
 from rentgate.models import CapacityPool, CreditPeriod, Lease, Tenant, utcnow
 from rentgate.money import format_money
@@ -53,32 +55,51 @@ def find_pool(session: Session, offering: str, name: str | None) -> CapacityPool
     ).first()
 
 
+@dataclass(frozen=True)
+class PoolRef:
+    """The pool an order took its units from."""
+
+    id: int
+    name: str
+
+
 def reserve_capacity(
     session: Session, offering: str, name: str | None, quantity: int
-) -> CapacityPool | None:
-    """Take ``quantity`` units from the pool, or raise 409 if too few are free."""
+) -> PoolRef | None:
+    """Take ``quantity`` units from the pool, or raise 409 if too few are free.
+
+    The common case is one UPDATE .. RETURNING that picks the pool and takes the
+    units; only a miss looks further, to tell an unpooled offering, an unknown
+    pool name and a full pool apart.
+    """
+    pools = CapacityPool.__table__
+    choice = select(pools.c.id).where(pools.c.offering == offering)
+    if name is not None:
+        choice = choice.where(pools.c.name == name)
+    choice = choice.order_by(pools.c.is_default.desc(), pools.c.id).limit(1)
+    taken = session.execute(
+        update(pools)
+        .where(
+            pools.c.id == choice.scalar_subquery(),
+            pools.c.used + quantity <= pools.c.capacity,
+        )
+        .values(used=pools.c.used + quantity)
+        .returning(pools.c.id, pools.c.name)
+    ).first()
+    if taken is not None:
+        return PoolRef(taken.id, taken.name)
+
     pool = find_pool(session, offering, name)
     if pool is None:
         return None
-    taken = session.execute(
-        update(CapacityPool)
-        .where(
-            CapacityPool.id == pool.id,
-            CapacityPool.used + quantity <= CapacityPool.capacity,
-        )
-        .values(used=CapacityPool.used + quantity)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
-        session.refresh(pool)
-        free = pool.capacity - pool.used
-        raise Conflict(
-            f"Capacity pool '{pool.name}' of offering '{offering}' has {free} of "
-            f"{pool.capacity} units free and the order asks for {quantity}; order "
-            "fewer units or retry later.",
-            extra={"pool": pool.name, "free": free, "capacity": pool.capacity},
-        )
-    return pool
+    session.refresh(pool)
+    free = pool.capacity - pool.used
+    raise Conflict(
+        f"Capacity pool '{pool.name}' of offering '{offering}' has {free} of "
+        f"{pool.capacity} units free and the order asks for {quantity}; order "
+        "fewer units or retry later.",
+        extra={"pool": pool.name, "free": free, "capacity": pool.capacity},
+    )
 
 
 def current_period() -> str:
@@ -97,7 +118,12 @@ def reserve_credit_amount(
     session: Session, tenant_id: int, amount: int, currency: str
 ) -> str | None:
     """Count ``amount`` minor units against this month's limit, or raise 402."""
-    tenant = session.get(Tenant, tenant_id)
+    tenants = Tenant.__table__
+    tenant = session.execute(
+        select(
+            tenants.c.id, tenants.c.credit_limit_minor, tenants.c.credit_currency
+        ).where(tenants.c.id == tenant_id)
+    ).first()
     if tenant is None or tenant.credit_limit_minor is None:
         return None
     if currency != tenant.credit_currency:
@@ -135,7 +161,7 @@ def reserve_credit_amount(
     return period
 
 
-def _ensure_period(session: Session, tenant: Tenant, period: str) -> None:
+def _ensure_period(session: Session, tenant: Any, period: str) -> None:
     # INSERT .. ON CONFLICT DO NOTHING lets the first orders of a new month (or
     # a new tenant) race safely: one insert wins, the others see its row.
     values = {
@@ -144,11 +170,8 @@ def _ensure_period(session: Session, tenant: Tenant, period: str) -> None:
         "limit_minor": max(tenant.credit_limit_minor or 0, 0),
         "used_minor": 0,
     }
-    insert = (
-        pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    )
     session.execute(
-        insert(CreditPeriod)
+        dialect_insert(session)(CreditPeriod)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["tenant_id", "period"])
     )
@@ -208,10 +231,7 @@ def set_credit_limit(session: Session, tenant: Tenant, limit_minor: int | None) 
         "limit_minor": limit_minor,
         "used_minor": 0,
     }
-    insert = (
-        pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    )
-    statement = insert(CreditPeriod).values(**values)
+    statement = dialect_insert(session)(CreditPeriod).values(**values)
     changed = session.execute(
         statement.on_conflict_do_update(
             index_elements=["tenant_id", "period"],

@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -98,6 +99,14 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def dialect_insert(bind: Session | Connection) -> Any:
+    """Return the INSERT construct of the bind's dialect, which has ON CONFLICT."""
+    connectable = bind.get_bind() if isinstance(bind, Session) else bind
+    if connectable.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def init_app(app: Flask) -> None:

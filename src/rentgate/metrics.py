@@ -246,6 +246,12 @@ def _record_circuit(runtime: Any, provider_name: str) -> None:
         CIRCUIT_STATE.labels(provider_name).set(state)
 
 
+def count_revenue(lease: Any) -> None:
+    """Add the charge of a lease just activated to the revenue counter."""
+    amount = from_minor(lease.amount_minor, lease.currency)
+    REVENUE.labels(lease.offering, lease.currency).inc(float(amount))
+
+
 def track_activation(activate: F) -> F:
     """Add a lease's charge to the revenue counter; wraps ``activate``.
 
@@ -257,8 +263,7 @@ def track_activation(activate: F) -> F:
     def wrapper(session: Any, lease: Any, *args: Any, **kwargs: Any) -> Any:
         activated = activate(session, lease, *args, **kwargs)
         if activated:
-            amount = from_minor(lease.amount_minor, lease.currency)
-            REVENUE.labels(lease.offering, lease.currency).inc(float(amount))
+            count_revenue(lease)
         return activated
 
     return wrapper  # type: ignore[return-value]

@@ -260,6 +260,7 @@ class IdempotencyKey(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "route", "key"),
         Index("ix_idempotency_keys_created", "created_at"),
+        Index("ix_idempotency_keys_lease_id", "lease_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -308,9 +309,7 @@ class Cost(Base):
 
     __tablename__ = "costs"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('capex', 'opex', 'labour', 'provider')", name="kind"
-        ),
+        CheckConstraint("kind IN ('capex', 'opex', 'labour', 'provider')", name="kind"),
         CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
         CheckConstraint(
             "(kind = 'capex') = (amortisation_months IS NOT NULL)",

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import pybreaker
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -144,7 +144,9 @@ def place_order(
     except ProviderError as exc:
         return _provider_failed(runtime, lease, exc)
     try:
-        return settle_success(runtime, lease.id, result)
+        return settle_success(
+            runtime, lease, result, has_claim=idempotency_key is not None
+        )
     except OperationalError as exc:
         # The provider has acted, so the client must learn which lease to
         # wait for rather than place the order again.
@@ -201,6 +203,7 @@ def _admit(
     claim: tuple[str, str | None, str] | None,
 ) -> Lease:
     lease_id = new_id()
+    now = utcnow()
     with runtime.transaction() as session:
         if claim is not None:
             # The claim is inserted first, so a concurrent request with the same
@@ -208,21 +211,23 @@ def _admit(
             # and the claim commits with the pending lease, before the provider
             # call. A rejected admission rolls the claim back with the lease.
             route, key, body_hash = claim
-            session.add(
-                IdempotencyKey(
+            session.execute(
+                insert(IdempotencyKey.__table__).values(
                     tenant_id=tenant_id,
                     route=route,
                     key=key,
                     request_hash=body_hash,
                     lease_id=lease_id,
+                    created_at=now,
                 )
             )
-            session.flush()
         priced = quote(session, offering, terms.quantity, terms.billable_hours)
         pool = admission.reserve_capacity(session, offering, terms.pool, terms.quantity)
         period = admission.reserve_credit(session, tenant_id, priced)
         details = order.model_dump(mode="json", exclude_none=True)
         details["pool"] = pool.name if pool else None
+        # The row goes in with a Core INSERT because the ORM unit of work costs
+        # more than the statement; the returned object is not in any session.
         lease = Lease(
             id=lease_id,
             tenant_id=tenant_id,
@@ -237,10 +242,17 @@ def _admit(
             amount_minor=priced.amount_minor,
             credit_period=period,
             state="pending",
+            resource_id=None,
             details=details,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+            activated_at=None,
+            failed_at=None,
+            ended_at=None,
+            expires_at=None,
         )
-        session.add(lease)
-        session.flush()
+        session.execute(insert(Lease.__table__).values(**_columns(lease)))
     log.info(
         "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
         lease.id,
@@ -251,16 +263,68 @@ def _admit(
     return lease
 
 
-def settle_success(runtime: Runtime, lease_id: str, result: ProviderResult) -> Outcome:
-    """Activate a pending lease and book its one charge, in one transaction."""
+def settle_success(
+    runtime: Runtime, lease: Lease, result: ProviderResult, *, has_claim: bool = True
+) -> Outcome:
+    """Activate a pending lease and book its one charge, in one transaction.
+
+    ``lease`` is the detached row from admission. The UPDATE only matches a
+    lease still pending, so a lease the reconcile job settled meanwhile is
+    left as it is and its own state is answered.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "state": "active",
+        "resource_id": result.resource_id,
+        "activated_at": now,
+        "updated_at": now,
+        "expires_at": now + timedelta(hours=lease.hours) if lease.hours else None,
+    }
+    if result.details:
+        values["details"] = {**lease.details, "provider": result.details}
+    leases = Lease.__table__
     with runtime.transaction() as session:
-        lease = session.get(Lease, lease_id, with_for_update=True)
-        if lease is None:
-            raise NotFound(f"Lease '{lease_id}' vanished before it was settled.")
-        activate(session, lease, result)
+        changed = session.execute(
+            update(leases)
+            .where(leases.c.id == lease.id, leases.c.state == "pending")
+            .values(**values)
+        ).rowcount
+        if changed:
+            for name, value in values.items():
+                setattr(lease, name, value)
+            session.execute(
+                insert(LedgerEntry.__table__).values(
+                    lease_id=lease.id,
+                    tenant_id=lease.tenant_id,
+                    offering=lease.offering,
+                    kind="charge",
+                    amount_minor=lease.amount_minor,
+                    currency=lease.currency,
+                    booked_at=now,
+                    note="order",
+                )
+            )
+            metrics.count_revenue(lease)
+            log.info(
+                "lease activated lease_id=%s resource_id=%s",
+                lease.id,
+                lease.resource_id,
+            )
+        else:
+            current = session.get(Lease, lease.id)
+            if current is None:
+                raise NotFound(f"Lease '{lease.id}' vanished before it was settled.")
+            lease = current
         outcome = outcome_for_lease(lease)
-        complete_claim(session, lease.id, outcome)
+        if has_claim:
+            complete_claim(session, lease.id, outcome)
     return outcome
+
+
+def _columns(lease: Lease) -> dict[str, Any]:
+    return {
+        column.key: getattr(lease, column.key) for column in Lease.__table__.columns
+    }
 
 
 @metrics.track_activation
@@ -358,12 +422,10 @@ def outcome_for_lease(lease: Lease) -> Outcome:
 
 def complete_claim(session: Session, lease_id: str, outcome: Outcome) -> None:
     """Store the response on the idempotency claim of a lease, if it has one."""
+    keys = IdempotencyKey.__table__
     session.execute(
-        update(IdempotencyKey)
-        .where(
-            IdempotencyKey.lease_id == lease_id,
-            IdempotencyKey.response_status.is_(None),
-        )
+        update(keys)
+        .where(keys.c.lease_id == lease_id, keys.c.response_status.is_(None))
         .values(
             response_status=outcome.status,
             response_body=outcome.body,

@@ -1,17 +1,18 @@
 """The embedded provider: fulfils orders from the gateway's own database.
 
-Capacity is reserved when the gateway admits an order (a conditional UPDATE
-of the pool); this provider records the allocation under the lease id, so a
+Capacity is reserved when the gateway admits an order, by a conditional UPDATE
+of the pool. This provider records the allocation under the lease id, so a
 second submit of the same lease returns the same resource.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from rentgate.models import LocalAllocation
+from rentgate.db import dialect_insert
+from rentgate.models import LocalAllocation, utcnow
 from rentgate.providers.base import (
     Deadline,
     Provider,
@@ -51,28 +52,31 @@ class LocalProvider(Provider):
             ) from exc
 
     def _allocate(self, request: ProviderRequest) -> ProviderResult:
+        if self.engine is None:
+            raise ProviderUnavailable("Local provider has no database; call bind().")
         pool = request.pool or "any"
         resource_id = f"{request.kind}-{pool}-{request.lease_id}"
-        with self._session() as session:
-            existing = session.get(LocalAllocation, request.lease_id)
-            if existing is not None:
-                return ProviderResult(existing.resource_id)
-            session.add(
-                LocalAllocation(
+        allocations = LocalAllocation.__table__
+        with self.engine.begin() as connection:
+            inserted = connection.execute(
+                dialect_insert(connection)(allocations)
+                .values(
                     lease_id=request.lease_id,
                     resource_id=resource_id,
                     offering=request.offering,
                     quantity=request.quantity,
+                    state="active",
+                    created_at=utcnow(),
                 )
-            )
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                existing = session.get(LocalAllocation, request.lease_id)
-                if existing is None:
-                    raise
-                resource_id = existing.resource_id
+                .on_conflict_do_nothing(index_elements=["lease_id"])
+            ).rowcount
+            if not inserted:
+                # A second submit of the same lease returns the first resource.
+                resource_id = connection.execute(
+                    select(allocations.c.resource_id).where(
+                        allocations.c.lease_id == request.lease_id
+                    )
+                ).scalar_one()
         return ProviderResult(resource_id)
 
     def status(self, lease_id: str, deadline: Deadline) -> ProviderStatus:
