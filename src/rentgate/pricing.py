@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,6 +72,38 @@ def price_tiers(session: Session, price_id: int) -> list[Tier]:
     return sorted(tiers, key=lambda tier: (tier.up_to is None, tier.up_to or 0))
 
 
+def _price_with_tiers(session: Session, offering: str) -> tuple[Any, list[Tier]]:
+    # One query for the current price and its bands: quoting is on every
+    # order's path, so it reads plain rows instead of ORM objects.
+    prices, bands = Price.__table__, PriceTier.__table__
+    chosen = (
+        select(prices.c.id)
+        .where(prices.c.offering == offering, prices.c.valid_from <= utcnow())
+        .order_by(prices.c.valid_from.desc(), prices.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            prices.c.id,
+            prices.c.unit,
+            prices.c.unit_price,
+            prices.c.currency,
+            bands.c.up_to,
+            bands.c.unit_price.label("band_price"),
+        )
+        .select_from(prices.outerjoin(bands, bands.c.price_id == prices.c.id))
+        .where(prices.c.id == chosen)
+    ).all()
+    if not rows:
+        return None, []
+    tiers = [
+        Tier(row.up_to, row.band_price) for row in rows if row.band_price is not None
+    ]
+    tiers.sort(key=lambda tier: (tier.up_to is None, tier.up_to or 0))
+    return rows[0], tiers
+
+
 def graduated_total(tiers: Sequence[Tier], quantity: int) -> Decimal:
     """Price ``quantity`` units band by band, unrounded."""
     total = Decimal(0)
@@ -121,14 +154,14 @@ def blended_unit_price(tiers: Sequence[Tier], quantity: int) -> Decimal:
 
 def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
     """Price an order, or raise 422 when the offering has no price."""
-    price = current_price(session, offering)
+    price, bands = _price_with_tiers(session, offering)
     if price is None:
         raise Unprocessable(
             f"No price is configured for offering '{offering}', so it cannot be "
             "ordered; ask the operator to set a price.",
             extra={"offering": offering},
         )
-    tiers = price_tiers(session, price.id) if price.unit != "order" else []
+    tiers = bands if price.unit != "order" else []
     amount = charge_amount(
         price.unit, price.unit_price, quantity, hours, price.currency, tiers
     )
