@@ -132,17 +132,21 @@ def reserve_credit_amount(
             f"limit is in {tenant.credit_currency}; ask the operator to align them."
         )
     period = current_period()
-    _ensure_period(session, tenant, period)
-    taken = session.execute(
-        update(CreditPeriod)
+    credit = CreditPeriod.__table__
+    take = (
+        update(credit)
         .where(
-            CreditPeriod.tenant_id == tenant_id,
-            CreditPeriod.period == period,
-            CreditPeriod.used_minor + amount <= CreditPeriod.limit_minor,
+            credit.c.tenant_id == tenant_id,
+            credit.c.period == period,
+            credit.c.used_minor + amount <= credit.c.limit_minor,
         )
-        .values(used_minor=CreditPeriod.used_minor + amount)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(used_minor=credit.c.used_minor + amount)
+    )
+    taken = session.execute(take).rowcount
+    if taken != 1:
+        # The month's row may not exist yet; create it and try once more.
+        _ensure_period(session, tenant, period)
+        taken = session.execute(take).rowcount
     if taken != 1:
         row = session.scalars(
             select(CreditPeriod).where(
