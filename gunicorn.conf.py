@@ -47,6 +47,8 @@ access_log_format = (
     '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'
 )
 errorlog = "-"
+# Masks API keys that a client put in a path, header or malformed request line.
+logger_class = "rentgate.logs.RedactingGunicornLogger"
 loglevel = os.environ.get("RENTGATE_GUNICORN_LOG_LEVEL", "info")
 preload_app = os.environ.get("RENTGATE_PRELOAD", "false").lower() == "true"
 max_requests = int(os.environ.get("RENTGATE_MAX_REQUESTS", "0"))

@@ -26,8 +26,9 @@ def cli(database_url):
     ("args", "message"),
     [
         pytest.param(
-            ["", "--credit-limit", "10"], "must be 1 to 120 characters", id="empty-name"
+            ["", "--credit-limit", "10"], "must be 1 to 80 letters", id="empty-name"
         ),
+        pytest.param(["a/../b;<x>"], "must be 1 to 80 letters", id="unsafe-name"),
         pytest.param(
             ["acme", "--credit-limit", "-5"], "from 0 to 999999999999999", id="negative"
         ),

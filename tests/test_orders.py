@@ -210,3 +210,26 @@ def test_negative_credit_limit_is_402(client, seeded: Seeded, runtime):
 
     assert response.status_code == 402
     assert response.get_json()["remaining"] == "0.00"
+
+
+def test_order_amount_too_large_is_422(client, seeded: Seeded, runtime):
+    with runtime.transaction() as session:
+        session.add(
+            Price(
+                offering="compute",
+                unit="unit_hour",
+                unit_price=Decimal("99999999999999.99999999"),
+                currency="USD",
+            )
+        )
+
+    response = client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 1000, "hours": 8760},
+        headers=seeded.headers,
+    )
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "quantity"
+    with runtime.read_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Lease)) == 0

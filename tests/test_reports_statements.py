@@ -160,3 +160,11 @@ def test_credit_without_limit_is_null(client, seeded):
     assert response.get_json()["limit"] is None
     assert response.get_json()["remaining"] is None
     assert response.get_json()["used"] == "0.00"
+
+
+@pytest.mark.parametrize("month", ["0000-01", "9999-12", "1999-12"])
+def test_statement_month_out_of_range_is_422(client, seeded, month):
+    response = client.get(f"/statements/{month}", headers=seeded.headers)
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "month"

@@ -306,3 +306,12 @@ def test_secured_operations_need_valid_key(database_url, seeded, authorization):
     app.extensions["rentgate"].close()
 
     assert checked >= 7
+
+
+def test_huge_path_id_is_404(client, seeded):
+    response = client.get(
+        "/admin/tenants/99999999999999999999999", headers=seeded.admin_headers
+    )
+
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

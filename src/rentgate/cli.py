@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,9 @@ from sqlalchemy import select
 from rentgate.accounting.commands import register_commands
 from rentgate.config import SettingsError, load_settings
 from rentgate.runtime import Runtime
+
+# The same rule as the admin API's tenant names.
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
 def _runtime() -> Runtime:
@@ -95,8 +99,12 @@ def tenants_create(name: str, credit_limit: str | None, currency: str) -> None:
     from rentgate.models import Tenant
     from rentgate.money import CURRENCIES, to_minor
 
-    if not name.strip() or len(name) > 120:
-        raise click.BadParameter("must be 1 to 120 characters", param_hint="NAME")
+    if not TENANT_NAME.fullmatch(name):
+        raise click.BadParameter(
+            "must be 1 to 80 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+            param_hint="NAME",
+        )
     if currency not in CURRENCIES:
         raise click.BadParameter(
             f"{currency!r} is not supported; use one of {', '.join(CURRENCIES)}",

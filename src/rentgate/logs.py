@@ -143,3 +143,37 @@ def init_app(app: Flask) -> None:
             extra=fields,
         )
         return response
+
+
+class RedactFilter(logging.Filter):
+    """Masks secrets in records that other libraries format, such as gunicorn's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+try:
+    from gunicorn.glogging import Logger as _GunicornLogger
+except ImportError:  # gunicorn is only needed to serve, not to import rentgate
+    _GunicornLogger = None
+
+if _GunicornLogger is not None:
+
+    class RedactingGunicornLogger(_GunicornLogger):
+        """Gunicorn's logger with API keys masked in access and error lines."""
+
+        def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
+            atoms = super().atoms(resp, req, environ, request_time)
+            return {
+                name: redact(value) if isinstance(value, str) else value
+                for name, value in atoms.items()
+            }
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            self.error_log.addFilter(RedactFilter())
+            self.access_log.addFilter(RedactFilter())

@@ -12,6 +12,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 MINOR_UNIT_EXPONENTS = {"USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "JPY": 0}
 CURRENCIES = tuple(MINOR_UNIT_EXPONENTS)
 
+# The largest amount one ledger entry may carry, in minor units; it keeps sums
+# of many entries far inside a signed 64-bit column.
+MAX_AMOUNT_MINOR = 10**15
+
 
 def exponent(currency: str) -> int:
     """Return the number of decimal places of ``currency``."""

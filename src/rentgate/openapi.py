@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeVar
 from flask import Flask
 from openapi_pydantic import OpenAPI
 from pydantic import BaseModel, TypeAdapter
-from werkzeug.routing import Rule, UnicodeConverter
+from werkzeug.routing import IntegerConverter, Rule, UnicodeConverter
 
 from rentgate.schemas import Problem
 
@@ -81,6 +81,18 @@ class SegmentConverter(UnicodeConverter):
 
 
 SEGMENT_PATTERN = "^[^/\\x00-\\x1f\\x7f]+$"
+
+# Ids are INTEGER columns, 32-bit on PostgreSQL; a larger number in a path
+# would overflow the database driver, so it matches no route instead.
+MAX_ID = 2_147_483_647
+
+
+class IdConverter(IntegerConverter):
+    """The ``int`` path converter, bounded to the range of an INTEGER column."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 @dataclass(frozen=True)

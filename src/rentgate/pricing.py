@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from rentgate.errors import Unprocessable
 from rentgate.models import Price, PriceTier, utcnow
-from rentgate.money import round_money, to_minor
+from rentgate.money import MAX_AMOUNT_MINOR, round_money, to_minor
 
 # Scale of the unit_price columns; a blended unit price is rounded to it.
 UNIT_PRICE_PLACES = Decimal("0.00000001")
@@ -170,6 +170,18 @@ def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
     # NOTE: leases.py prices extensions and refunds at this average, which can
     # differ from the banded amount by rounding at the eighth decimal place.
     unit_price = blended_unit_price(tiers, quantity) if tiers else price.unit_price
+    if abs(to_minor(amount, price.currency)) >= MAX_AMOUNT_MINOR:
+        raise Unprocessable(
+            f"The order would cost {amount} {price.currency}, more than one order "
+            "may cost; order fewer units or hours.",
+            errors=[
+                {
+                    "field": "quantity",
+                    "message": "order amount too large",
+                    "type": "amount_too_large",
+                }
+            ],
+        )
     return Quote(
         offering=offering,
         unit=price.unit,

@@ -11,7 +11,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from rentgate.models import utcnow
 
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# Years 2000 to 2999 only: month arithmetic and timestamps stay in range, and
+# a typo such as 0000-01 is rejected instead of reaching the database.
+MONTH_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
 
 

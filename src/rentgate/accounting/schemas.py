@@ -71,7 +71,7 @@ class KeyCreate(Strict):
     """Body of ``POST /admin/keys``."""
 
     role: Literal["tenant", "admin"] = "tenant"
-    tenant_id: Annotated[StrictInt, Field(ge=1)] | None = None
+    tenant_id: Annotated[StrictInt, Field(ge=1, le=2_147_483_647)] | None = None
     label: Annotated[StrictStr, Field(max_length=120)] = ""
 
 

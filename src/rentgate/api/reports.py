@@ -3,6 +3,8 @@ tenant's own credit and monthly statements."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, jsonify
 
 from rentgate import openapi
@@ -38,11 +40,14 @@ def _statement(tenant_key: int, month: str) -> dict:
 
 
 def _csv_response(document: dict) -> Response:
-    filename = f"statement-{document['tenant']}-{document['month']}.csv"
+    # Tenant names made outside the API may hold quotes or slashes, so the
+    # file name keeps only characters that are safe in a header.
+    tenant = re.sub(r"[^A-Za-z0-9._-]", "_", str(document["tenant"]))
+    filename = f"statement-{tenant}-{document['month']}.csv"
     return Response(
         statements.statement_csv(document),
         mimetype="text/csv",
-        headers={"Content-Disposition": f"attachment; filename={filename}"},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
