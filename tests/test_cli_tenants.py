@@ -73,3 +73,12 @@ def test_created_tenant_can_order(cli, client, seeded, runtime):
     with runtime.read_sessions() as session:
         tenant = session.scalars(select(Tenant).where(Tenant.name == "acme")).one()
     assert tenant.credit_limit_minor == 30_000
+
+
+def test_unmigrated_database_is_named(tmp_path):
+    url = f"sqlite:///{tmp_path}/empty.db"
+
+    result = CliRunner().invoke(main, ["reconcile"], env={"RENTGATE_DATABASE_URL": url})
+
+    assert result.exit_code == 1
+    assert "run `rentgate migrate` first" in result.output

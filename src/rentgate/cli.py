@@ -25,7 +25,23 @@ def _runtime() -> Runtime:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     _ensure_sqlite_folder(settings.database_url)
-    return Runtime.build(settings)
+    runtime = Runtime.build(settings)
+    _require_head(runtime)
+    return runtime
+
+
+def _require_head(runtime: Runtime) -> None:
+    """Stop with a clear message when the database is not migrated to head."""
+    from rentgate.migrations import current_revision, head_revision
+
+    with runtime.engine.connect() as connection:
+        current = current_revision(connection)
+    if current != head_revision():
+        runtime.close()
+        raise click.ClickException(
+            f"The database is at migration {current or 'none'}, not "
+            f"{head_revision()}; run `rentgate migrate` first."
+        )
 
 
 def _ensure_sqlite_folder(url: str) -> None:
