@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from rentgate.db import dialect_insert
@@ -63,6 +63,29 @@ class PoolRef:
     name: str
 
 
+def _take_pool_statement(named: bool) -> Any:
+    # Built once per variant, since the statement runs on every order.
+    pools = CapacityPool.__table__
+    quantity = bindparam("take_quantity", type_=Integer)
+    choice = select(pools.c.id).where(pools.c.offering == bindparam("pool_offering"))
+    if named:
+        choice = choice.where(pools.c.name == bindparam("pool_name"))
+    choice = choice.order_by(pools.c.is_default.desc(), pools.c.id).limit(1)
+    return (
+        update(pools)
+        .where(
+            pools.c.id == choice.scalar_subquery(),
+            pools.c.used + quantity <= pools.c.capacity,
+        )
+        .values(used=pools.c.used + quantity)
+        .returning(pools.c.id, pools.c.name)
+    )
+
+
+TAKE_NAMED_POOL = _take_pool_statement(named=True)
+TAKE_DEFAULT_POOL = _take_pool_statement(named=False)
+
+
 def reserve_capacity(
     session: Session, offering: str, name: str | None, quantity: int
 ) -> PoolRef | None:
@@ -72,19 +95,10 @@ def reserve_capacity(
     units; only a miss looks further, to tell an unpooled offering, an unknown
     pool name and a full pool apart.
     """
-    pools = CapacityPool.__table__
-    choice = select(pools.c.id).where(pools.c.offering == offering)
-    if name is not None:
-        choice = choice.where(pools.c.name == name)
-    choice = choice.order_by(pools.c.is_default.desc(), pools.c.id).limit(1)
+    statement = TAKE_NAMED_POOL if name is not None else TAKE_DEFAULT_POOL
     taken = session.execute(
-        update(pools)
-        .where(
-            pools.c.id == choice.scalar_subquery(),
-            pools.c.used + quantity <= pools.c.capacity,
-        )
-        .values(used=pools.c.used + quantity)
-        .returning(pools.c.id, pools.c.name)
+        statement,
+        {"pool_offering": offering, "pool_name": name, "take_quantity": quantity},
     ).first()
     if taken is not None:
         return PoolRef(taken.id, taken.name)
