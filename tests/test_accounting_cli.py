@@ -106,6 +106,62 @@ def test_pools_create_list_resize(cli, seeded):
     assert "Capacity pool 999 not found" in missing.output
 
 
+def test_pools_set_default_and_back(cli, client, seeded):
+    created = cli("pools", "create", "compute", "l40s", "8", "--default")
+    too_big = client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 100},
+        headers=seeded.headers,
+    )
+
+    restored = cli("pools", "set-default", "1")
+    missing = cli("pools", "set-default", "999")
+    listed = cli("pools", "list")
+
+    assert created.exit_code == 0, created.output
+    assert too_big.status_code == 409
+    assert restored.exit_code == 0, restored.output
+    assert "pool 1 compute/standard is now the default of compute" in restored.stdout
+    assert missing.exit_code == 1
+    assert "Capacity pool 999 not found" in missing.output
+    assert "standard                  512     0   512  True" in listed.stdout
+    assert "l40s                        8     0     8  False" in listed.stdout
+    lease = client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 100},
+        headers=seeded.headers,
+    ).get_json()["lease"]
+    assert lease["pool"] == "standard"
+
+
+def test_pools_resize_below_used_fails(cli, client, seeded):
+    client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 10},
+        headers=seeded.headers,
+    )
+
+    result = cli("pools", "resize", "1", "9")
+
+    assert result.exit_code == 1
+    assert "has 10 units in use, more than the new capacity 9" in result.output
+
+
+def test_keys_revoke_by_id(cli, client, seeded, runtime):
+    with runtime.read_sessions() as session:
+        key_id = session.scalars(
+            select(ApiKey.id).where(ApiKey.prefix == seeded.other_key.split("_")[1])
+        ).one()
+
+    revoked = cli("keys", "revoke", str(key_id))
+    unknown = cli("keys", "revoke", "99999999999")
+
+    assert revoked.exit_code == 0, revoked.output
+    assert client.get("/credit", headers=seeded.other_headers).status_code == 401
+    assert unknown.exit_code == 1
+    assert "API key '99999999999' not found" in unknown.output
+
+
 def test_costs_add_and_list(cli, seeded):
     added = cli(
         "costs",

@@ -146,9 +146,12 @@ def test_credit_limit_below_used_is_409(client, seeded):
         headers=seeded.admin_headers,
     )
 
+    problem = response.get_json()
     assert response.status_code == 409
-    assert "already used 10.00 USD" in response.get_json()["detail"]
-    assert "at least 10.00" in response.get_json()["detail"]
+    assert "already used 10.00 USD" in problem["detail"]
+    assert "at least 10.00" in problem["detail"]
+    assert [error["field"] for error in problem["errors"]] == ["credit_limit"]
+    assert problem["errors"][0]["type"] == "limit_below_used"
 
 
 def test_credit_limit_for_new_tenant_creates_period(client, seeded, runtime):
@@ -244,6 +247,44 @@ def test_revoked_key_is_401_at_once(client, seeded):
     assert response.status_code == 200
     assert response.get_json()["revoked_at"] is not None
     assert client.get("/credit", headers=headers).status_code == 401
+
+
+def test_revoke_key_by_prefix(client, seeded):
+    created = client.post(
+        "/admin/keys",
+        json={"tenant_id": seeded.tenant_id},
+        headers=seeded.admin_headers,
+    ).get_json()
+    headers = {"Authorization": f"Bearer {created['key']}"}
+
+    response = client.post(
+        f"/admin/keys/{created['prefix']}/revoke", headers=seeded.admin_headers
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["id"] == created["id"]
+    assert response.get_json()["revoked_at"] is not None
+    assert client.get("/credit", headers=headers).status_code == 401
+    assert client.get("/credit", headers=seeded.headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        pytest.param("0123456789ab", id="unknown-prefix"),
+        pytest.param("999", id="unknown-id"),
+        pytest.param("99999999999", id="id-above-integer-range"),
+        pytest.param("%C2%B2", id="superscript-two"),
+        pytest.param("not-a-key", id="word"),
+    ],
+)
+def test_revoke_unknown_key_is_404(client, seeded, reference):
+    response = client.post(
+        f"/admin/keys/{reference}/revoke", headers=seeded.admin_headers
+    )
+
+    assert response.status_code == 404
+    assert "give its id or prefix" in response.get_json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -460,8 +501,12 @@ def test_resize_pool(client, seeded, runtime):
         f"/admin/pools/{pool.id}", json={"capacity": 10}, headers=seeded.admin_headers
     )
 
+    problem = too_small.get_json()
     assert too_small.status_code == 409
-    assert "10 units in use" in too_small.get_json()["detail"]
+    assert "10 units in use" in problem["detail"]
+    assert [error["field"] for error in problem["errors"]] == ["capacity"]
+    assert problem["errors"][0]["type"] == "capacity_below_used"
+    assert problem["used"] == 10
     assert exact.status_code == 200
     assert exact.get_json()["free"] == 0
     full = client.post(
@@ -470,6 +515,120 @@ def test_resize_pool(client, seeded, runtime):
         headers=seeded.headers,
     )
     assert full.status_code == 409
+
+
+def pool_ids(client, headers) -> dict[str, int]:
+    items = client.get("/admin/pools", headers=headers).get_json()["items"]
+    return {item["name"]: item["id"] for item in items}
+
+
+def default_pools(client, headers) -> dict[str, str]:
+    items = client.get("/admin/pools", headers=headers).get_json()["items"]
+    return {item["offering"]: item["name"] for item in items if item["is_default"]}
+
+
+def test_default_pool_switches_back(client, seeded):
+    created = client.post(
+        "/admin/pools",
+        json={"offering": "compute", "name": "l40s", "capacity": 8, "is_default": True},
+        headers=seeded.admin_headers,
+    )
+    too_big = client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 100},
+        headers=seeded.headers,
+    )
+    standard_id = pool_ids(client, seeded.admin_headers)["standard"]
+
+    response = client.patch(
+        f"/admin/pools/{standard_id}",
+        json={"is_default": True},
+        headers=seeded.admin_headers,
+    )
+
+    assert created.status_code == 201
+    assert too_big.status_code == 409
+    assert too_big.get_json()["pool"] == "l40s"
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["is_default"] is True
+    assert response.get_json()["capacity"] == 512
+    assert default_pools(client, seeded.admin_headers) == {
+        "compute": "standard",
+        "data": "common-crawl-sample",
+        "platform_training": "training-slots",
+        "platform_inference": "inference-slots",
+    }
+    lease = rent(client, seeded.headers, quantity=100)
+    assert lease["pool"] == "standard"
+
+
+def test_default_pool_set_twice_stays_single(client, seeded):
+    ids = pool_ids(client, seeded.admin_headers)
+
+    for name in ("a100-80gb", "a100-80gb", "h100-80gb"):
+        response = client.patch(
+            f"/admin/pools/{ids[name]}",
+            json={"is_default": True},
+            headers=seeded.admin_headers,
+        )
+        assert response.status_code == 200, response.get_json()
+
+    assert default_pools(client, seeded.admin_headers)["compute"] == "h100-80gb"
+    assert rent(client, seeded.headers)["pool"] == "h100-80gb"
+
+
+def test_pool_patch_is_one_transaction(client, seeded):
+    client.post(
+        "/rent_resource",
+        json={"resource_type": "compute", "quantity": 4, "gpu_model": "a100-80gb"},
+        headers=seeded.headers,
+    )
+    a100_id = pool_ids(client, seeded.admin_headers)["a100-80gb"]
+
+    too_small = client.patch(
+        f"/admin/pools/{a100_id}",
+        json={"capacity": 3, "is_default": True},
+        headers=seeded.admin_headers,
+    )
+    defaults_after_409 = default_pools(client, seeded.admin_headers)
+    exact = client.patch(
+        f"/admin/pools/{a100_id}",
+        json={"capacity": 4, "is_default": True},
+        headers=seeded.admin_headers,
+    )
+
+    assert too_small.status_code == 409
+    assert too_small.get_json()["errors"][0]["field"] == "capacity"
+    assert defaults_after_409["compute"] == "standard"
+    assert exact.status_code == 200, exact.get_json()
+    assert exact.get_json()["capacity"] == 4
+    assert exact.get_json()["free"] == 0
+    assert exact.get_json()["is_default"] is True
+    assert default_pools(client, seeded.admin_headers)["compute"] == "a100-80gb"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({}, "body", id="empty"),
+        pytest.param({"is_default": False}, "is_default", id="default-false"),
+        pytest.param({"is_default": "yes"}, "is_default", id="default-string"),
+        pytest.param({"capacity": None}, "body", id="capacity-null"),
+        pytest.param({"capacity": -1}, "capacity", id="capacity-negative"),
+        pytest.param({"capacity": 8, "name": "x"}, "name", id="unknown-field"),
+    ],
+)
+def test_bad_pool_patch_is_422(client, seeded, body, field):
+    standard_id = pool_ids(client, seeded.admin_headers)["standard"]
+
+    response = client.patch(
+        f"/admin/pools/{standard_id}", json=body, headers=seeded.admin_headers
+    )
+
+    problem = response.get_json()
+    assert response.status_code == 422
+    assert problem["errors"][0]["field"] == field
+    assert default_pools(client, seeded.admin_headers)["compute"] == "standard"
 
 
 def test_resize_unknown_pool_is_404(client, seeded):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from rentgate.accounting.common import field_error, iso
 from rentgate.accounting.schemas import PoolCreate, PoolResize, PriceCreate, TierIn
-from rentgate.errors import Conflict, NotFound
+from rentgate.errors import Conflict, NotFound, Unprocessable
 from rentgate.models import CapacityPool, Price, PriceTier
 from rentgate.money import format_decimal
 from rentgate.pricing import current_price, price_tiers
@@ -185,7 +185,55 @@ def get_pool(session: Session, pool_id: int) -> CapacityPool:
     return pool
 
 
-def resize_pool(session: Session, pool: CapacityPool, body: PoolResize) -> None:
+def update_pool(session: Session, pool: CapacityPool, body: PoolResize) -> None:
+    """Apply a new capacity, a new default, or both, in the caller's transaction.
+
+    Raises 422 for an empty body or ``is_default`` false, and 409 if the new
+    capacity is below the units in use.
+    """
+    if body.capacity is None and body.is_default is None:
+        raise Unprocessable(
+            "The body sets neither capacity nor is_default; send capacity, "
+            "is_default true, or both.",
+            errors=[
+                {
+                    "field": "body",
+                    "message": "needs capacity or is_default",
+                    "type": "missing",
+                }
+            ],
+        )
+    if body.is_default is False:
+        raise field_error(
+            "is_default",
+            "false is not accepted, because a pool stops being the default "
+            "only when another pool of its offering becomes the default",
+            "send is_default true to the pool that should take over",
+        )
+    if body.capacity is not None:
+        resize_pool(session, pool, body.capacity)
+    if body.is_default:
+        make_default_pool(session, pool)
+
+
+def make_default_pool(session: Session, pool: CapacityPool) -> None:
+    """Make ``pool`` its offering's only default pool.
+
+    One UPDATE sets the flag of every pool of the offering, true for ``pool``
+    and false for the others, so concurrent orders see the old default or the
+    new one, never both.
+    """
+    session.execute(
+        update(CapacityPool)
+        .where(CapacityPool.offering == pool.offering)
+        .values(is_default=CapacityPool.id == pool.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(pool)
+    log.info("pool made default pool_id=%s offering=%s", pool.id, pool.offering)
+
+
+def resize_pool(session: Session, pool: CapacityPool, capacity: int) -> None:
     """Set a pool's capacity, or raise 409 if leases use more than the new size.
 
     The conditional UPDATE compares with the units in use at that moment, so a
@@ -193,16 +241,23 @@ def resize_pool(session: Session, pool: CapacityPool, body: PoolResize) -> None:
     """
     changed = session.execute(
         update(CapacityPool)
-        .where(CapacityPool.id == pool.id, CapacityPool.used <= body.capacity)
-        .values(capacity=body.capacity)
+        .where(CapacityPool.id == pool.id, CapacityPool.used <= capacity)
+        .values(capacity=capacity)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(pool)
     if changed != 1:
         raise Conflict(
             f"Capacity pool '{pool.name}' has {pool.used} units in use, more than "
-            f"the new capacity {body.capacity}; wait for leases to end or choose at "
+            f"the new capacity {capacity}; wait for leases to end or choose at "
             f"least {pool.used}.",
+            errors=[
+                {
+                    "field": "capacity",
+                    "message": f"below the {pool.used} units in use",
+                    "type": "capacity_below_used",
+                }
+            ],
             extra={"used": pool.used},
         )
     log.info("pool resized pool_id=%s capacity=%s", pool.id, pool.capacity)

@@ -253,7 +253,7 @@ def prices_list(offering: str | None) -> None:
 
 @click.group()
 def pools() -> None:
-    """Create, list and resize capacity pools."""
+    """Create, list and resize capacity pools, and choose the default pools."""
 
 
 @pools.command("create")
@@ -295,8 +295,23 @@ def pools_resize(pool_id: int, capacity: int) -> None:
     body = _validate(PoolResize, {"capacity": capacity})
     with _session(write=True) as session:
         pool = catalog.get_pool(session, pool_id)
-        catalog.resize_pool(session, pool, body)
+        catalog.update_pool(session, pool, body)
     click.echo(f"pool {pool_id} now has {capacity} units")
+
+
+@pools.command("set-default")
+@click.argument("pool_id", type=int)
+def pools_set_default(pool_id: int) -> None:
+    """Make pool POOL_ID the default of its offering, replacing the old default.
+
+    Orders that name no pool take their units from the default pool.
+    """
+    body = _validate(PoolResize, {"is_default": True})
+    with _session(write=True) as session:
+        pool = catalog.get_pool(session, pool_id)
+        catalog.update_pool(session, pool, body)
+        offering, name = pool.offering, pool.name
+    click.echo(f"pool {pool_id} {offering}/{name} is now the default of {offering}")
 
 
 # Costs.

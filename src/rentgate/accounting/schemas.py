@@ -104,9 +104,14 @@ class PoolCreate(Strict):
 
 
 class PoolResize(Strict):
-    """Body of ``PATCH /admin/pools/<id>``."""
+    """Body of ``PATCH /admin/pools/<id>``: a new capacity, a new default, or both."""
 
-    capacity: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
+    capacity: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
+    is_default: StrictBool | None = Field(
+        default=None,
+        description="true makes this pool the offering's only default pool. "
+        "false is rejected, so make another pool the default instead.",
+    )
 
 
 class CostCreate(Strict):

@@ -17,6 +17,9 @@ from rentgate.models import ApiKey, Tenant, utcnow
 
 log = logging.getLogger(__name__)
 
+# Ids are INTEGER columns, 32-bit on PostgreSQL, so a larger number is no id.
+MAX_KEY_ID = 2_147_483_647
+
 
 def tenant_to_dict(tenant: Tenant) -> dict[str, Any]:
     """Render a tenant for the API, its limit as a decimal string or null."""
@@ -90,7 +93,20 @@ def set_credit_limit(
     limit = None
     if body.credit_limit is not None:
         limit = parse_minor(body.credit_limit, tenant.credit_currency, "credit_limit")
-    admission.set_credit_limit(session, tenant, limit)
+    try:
+        admission.set_credit_limit(session, tenant, limit)
+    except Conflict as exc:
+        # admission.set_credit_limit raises Conflict only for a limit below
+        # the credit already used this month.
+        if exc.errors is None:
+            exc.errors = [
+                {
+                    "field": "credit_limit",
+                    "message": "below the credit already used this month",
+                    "type": "limit_below_used",
+                }
+            ]
+        raise
     log.info("credit limit set tenant_id=%s limit_minor=%s", tenant.id, limit)
     return tenant
 
@@ -140,9 +156,13 @@ def list_api_keys(session: Session, tenant_id: int | None = None) -> list[ApiKey
 
 
 def find_api_key(session: Session, reference: str) -> ApiKey:
-    """Return the key with this numeric id or public prefix, or raise 404."""
+    """Return the key with this numeric id or public prefix, or raise 404.
+
+    Prefixes are 12 hex digits, so a shorter run of decimal digits is an id.
+    """
     key = session.scalars(select(ApiKey).where(ApiKey.prefix == reference)).first()
-    if key is None and reference.isdigit() and len(reference) < 12:
+    is_id = reference.isascii() and reference.isdecimal() and len(reference) < 12
+    if key is None and is_id and int(reference) <= MAX_KEY_ID:
         key = session.get(ApiKey, int(reference))
     if key is None:
         raise NotFound(

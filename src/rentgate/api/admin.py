@@ -83,7 +83,8 @@ def show_tenant(tenant_id: int) -> Response:
     body=CreditLimitUpdate,
     responses={
         200: TenantOut,
-        409: "The tenant has already used more credit this month than the limit.",
+        409: "The tenant has already used more credit this month than the "
+        "limit; errors names credit_limit.",
     },
 )
 @admin_required
@@ -124,17 +125,19 @@ def list_keys() -> Response:
     return jsonify({"items": [tenants.key_to_dict(row) for row in rows]})
 
 
-@bp.post("/keys/<int:key_id>/revoke")
+@bp.post("/keys/<key_id_or_prefix>/revoke")
 @openapi.operation(
     "Revoke an API key; requests with it get 401 from now on",
     tags=TAGS,
+    description="Name the key by its numeric id or its 12-hex-digit prefix, "
+    "both shown in the key list. Revoking a revoked key changes nothing.",
     auth="admin",
-    responses={200: KeyOut},
+    responses={200: KeyOut, 404: "No key has this id or prefix."},
 )
 @admin_required
-def revoke_key(key_id: int) -> Response:
+def revoke_key(key_id_or_prefix: str) -> Response:
     with runtime().transaction() as session:
-        key = tenants.find_api_key(session, str(key_id))
+        key = tenants.find_api_key(session, key_id_or_prefix)
         tenants.revoke_api_key(session, key)
         return jsonify(tenants.key_to_dict(key))
 
@@ -200,18 +203,23 @@ def list_pools() -> Response:
 
 @bp.patch("/pools/<int:pool_id>")
 @openapi.operation(
-    "Resize a capacity pool",
+    "Resize a capacity pool or make it the offering's default",
     tags=TAGS,
+    description="Both changes in one body apply in one transaction, or neither does.",
     auth="admin",
     body=PoolResize,
-    responses={200: PoolOut, 409: "More units are in use than the new capacity."},
+    responses={
+        200: PoolOut,
+        404: "The pool does not exist.",
+        409: "More units are in use than the new capacity; errors names capacity.",
+    },
 )
 @admin_required
 def resize_pool(pool_id: int) -> Response:
     body = validate(PoolResize, json_body())
     with runtime().transaction() as session:
         pool = catalog.get_pool(session, pool_id)
-        catalog.resize_pool(session, pool, body)
+        catalog.update_pool(session, pool, body)
         return jsonify(catalog.pool_to_dict(pool))
 
 
