@@ -275,7 +275,7 @@ def settle_success(
 
     ``lease`` is the detached row from admission. The UPDATE only matches a
     lease still pending, so a lease the reconcile job settled meanwhile is
-    left as it is and its own state is answered.
+    left as it is and its own state is returned.
     """
     now = utcnow()
     values: dict[str, Any] = {

@@ -313,7 +313,7 @@ class HttpProvider(Provider):
             size += len(chunk)
             if size > limit:
                 raise ProviderBadResponse(
-                    f"Provider {self.name!r} answer from {url} exceeds {limit} bytes."
+                    f"Provider {self.name!r} response from {url} exceeds {limit} bytes."
                 )
             chunks.append(chunk)
         return b"".join(chunks)
@@ -353,8 +353,8 @@ class HttpProvider(Provider):
         where = f"{method} {url}"
         if 300 <= status < 400:
             raise ProviderBadResponse(
-                f"Provider {self.name!r} answered {where} with redirect {status}, "
-                "which is not followed."
+                f"Provider {self.name!r} returned redirect {status}, which is not "
+                f"followed, for {where}."
             )
         if 400 <= status < 500:
             raise ProviderRejected(
@@ -369,12 +369,12 @@ class HttpProvider(Provider):
             body = json.loads(raw) if raw else {}
         except ValueError as exc:
             raise ProviderBadResponse(
-                f"Provider {self.name!r} answered {where} with a body that is not JSON."
+                f"Provider {self.name!r} returned a body that is not JSON for {where}."
             ) from exc
         if not isinstance(body, dict):
             raise ProviderBadResponse(
-                f"Provider {self.name!r} answered {where} with JSON that is not "
-                "an object."
+                f"Provider {self.name!r} returned JSON that is not an object for "
+                f"{where}."
             )
         return body
 
