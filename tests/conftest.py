@@ -129,7 +129,7 @@ def runtime(app: Flask) -> Runtime:
 
 
 class RecordingClient(FlaskClient):
-    """A test client that remembers the amount of every 201 order answer."""
+    """A test client that remembers the amount of every 201 order response."""
 
     booked: dict[str, Decimal]
 

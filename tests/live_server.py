@@ -3,7 +3,7 @@
 ``start_live_server`` migrates and seeds the database (a new SQLite file, or
 the URL given, such as the ``database_url`` fixture's PostgreSQL database),
 starts gunicorn with the project's ``gunicorn.conf.py`` and waits until
-``/healthz`` answers. It returns the base URL, the demo tenant's API key, an
+``/healthz`` returns 200. It returns the base URL, the demo tenant's API key, an
 admin key and a ``stop`` function that sends SIGTERM and waits for a graceful exit::
 
     server = start_live_server(tmp_path, database_url=database_url)
@@ -67,7 +67,7 @@ class LiveServer:
         return {path.stem.rsplit("_", 1)[1] for path in files}
 
     def wait_for_workers(self, count: int, timeout: float = 30.0) -> None:
-        """Send concurrent /healthz requests until ``count`` workers answered.
+        """Send concurrent /healthz requests until ``count`` workers have responded.
 
         A worker loads the app after the fork, so right after start-up only
         some workers may accept connections.

@@ -1,4 +1,4 @@
-"""The http provider against fake upstream answers registered with responses."""
+"""The http provider against fake upstream responses from the responses library."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The three order routes: minimal bodies, answers and booking."""
+"""The three order routes: minimal bodies, responses and booking."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ as NUL characters in text. Generating the cases is CPU-bound (measured at
 about 20 ms of CPU per case on a 2-core machine), so this is the slowest test
 of the suite.
 
-Each answer must not be a server error and must have a documented status,
+Each response must not be a server error and must have a documented status,
 content type, headers and body; invalid input must be rejected, and
 authentication must not be ignored.
 """
@@ -44,7 +44,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-# ignored_auth sends two extra requests per 2xx answer, so it runs on the first
+# ignored_auth sends two extra requests per 2xx response, so it runs on the first
 # cases of each operation only; test_security checks every operation for 401.
 IGNORED_AUTH_CASES = 10
 

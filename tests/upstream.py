@@ -2,7 +2,7 @@
 
 It speaks the ``http`` provider protocol: ``POST /<action>`` creates one
 resource per ``Idempotency-Key``, ``GET /leases/<id>`` reports it, ``POST
-/release`` releases it and ``GET /health`` answers 200. ``fail_with`` makes the
+/release`` releases it and ``GET /health`` returns 200. ``fail_with`` makes the
 next orders answer with a chosen status.
 """
 
@@ -32,8 +32,8 @@ class UpstreamState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without this, Nagle's algorithm
-    # holds the body until the client's delayed ACK, about 40 ms a call.
+    # Headers and body go out in two writes, so with Nagle's algorithm on the
+    # body waits for the client's delayed ACK, about 40 ms a call (measured).
     disable_nagle_algorithm = True
     server: _Server
 

@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["default"] = openapi.SegmentConverter
     app.url_map.converters["int"] = openapi.IdConverter
-    # Answer 404 problems instead of HTML redirects for "//" or a trailing "/".
+    # Return 404 problems instead of HTML redirects for "//" or a trailing "/".
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
 

@@ -92,16 +92,16 @@ def reserve_capacity(
     """Take ``quantity`` units from the pool, or raise 409 if too few are free.
 
     The common case is one UPDATE .. RETURNING that picks the pool and takes the
-    units; only a miss looks further, to tell an unpooled offering, an unknown
+    units. Only a miss looks further, to tell an unpooled offering, an unknown
     pool name and a full pool apart.
     """
     statement = TAKE_NAMED_POOL if name is not None else TAKE_DEFAULT_POOL
-    taken = session.execute(
+    reserved = session.execute(
         statement,
         {"pool_offering": offering, "pool_name": name, "take_quantity": quantity},
     ).first()
-    if taken is not None:
-        return PoolRef(taken.id, taken.name)
+    if reserved is not None:
+        return PoolRef(reserved.id, reserved.name)
 
     pool = find_pool(session, offering, name)
     if pool is None:
@@ -156,12 +156,12 @@ def reserve_credit_amount(
         )
         .values(used_minor=credit.c.used_minor + amount)
     )
-    taken = session.execute(take).rowcount
-    if taken != 1:
+    updated = session.execute(take).rowcount
+    if updated != 1:
         # The month's row may not exist yet; create it and try once more.
         _ensure_period(session, tenant, period)
-        taken = session.execute(take).rowcount
-    if taken != 1:
+        updated = session.execute(take).rowcount
+    if updated != 1:
         row = session.scalars(
             select(CreditPeriod).where(
                 CreditPeriod.tenant_id == tenant_id, CreditPeriod.period == period

@@ -82,7 +82,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     # which lets two writers both read and then deadlock on upgrade. Taking the
     # lock with BEGIN IMMEDIATE turns contention into a bounded busy wait.
     # Sessions made with the ``read_only`` execution option only read, so they
-    # begin DEFERRED and, in WAL mode, never wait for a writer.
+    # begin DEFERRED and, in WAL mode, read without waiting for the write lock.
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None

@@ -116,7 +116,7 @@ request_log = logging.getLogger("rentgate.requests")
 
 
 def init_app(app: Flask) -> None:
-    """Log one line per request once its answer is ready."""
+    """Log one line per request once its response is ready."""
 
     @app.before_request
     def start_clock() -> None:

@@ -347,7 +347,7 @@ class Cost(Base):
 
 
 # Reports sum amount_minor by month and offering for one currency; this index
-# covers those queries, so PostgreSQL can answer them with an index-only scan.
+# covers those queries, so PostgreSQL can run them as an index-only scan.
 Index(
     "ix_ledger_entries_currency_booked",
     LedgerEntry.currency,

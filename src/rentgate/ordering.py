@@ -232,7 +232,7 @@ def _admit(
         details = order.model_dump(mode="json", exclude_none=True)
         details["pool"] = pool.name if pool else None
         # The row goes in with a Core INSERT because the ORM unit of work costs
-        # more than the statement; the returned object is not in any session.
+        # more than the statement. The returned object is in no session.
         lease = Lease(
             id=lease_id,
             tenant_id=tenant_id,

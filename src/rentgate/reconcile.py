@@ -1,11 +1,12 @@
 """Settles leases left ``pending`` by a crash or an unknown provider outcome.
 
-For each pending lease older than a threshold the job asks its provider what
-became of it: an active resource activates the lease and books its charge; a
-failure fails it and releases its reservation; a provider that never received
-the order gets it again, with the lease id as idempotency reference, so the
-customer ends with exactly one resource. On PostgreSQL each lease is locked
-with ``FOR UPDATE SKIP LOCKED``, so several instances can run the job at once.
+For each pending lease older than a threshold, the job reads the lease's
+status from its provider. An active resource activates the lease and books its
+charge. A failure fails the lease and releases its reservation. A provider that
+never received the order gets it again, with the lease id as idempotency
+reference, so the customer ends with exactly one resource. On PostgreSQL each
+lease is locked with ``FOR UPDATE SKIP LOCKED``, so several instances can run
+the job at once.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""HTTP views: thin layers that validate, call one service function, answer."""
+"""HTTP views: thin layers that validate, call one service function, respond."""

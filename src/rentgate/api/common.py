@@ -1,4 +1,4 @@
-"""Request parsing and answer helpers shared by the views."""
+"""Request parsing and response helpers shared by the views."""
 
 from __future__ import annotations
 

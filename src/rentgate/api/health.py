@@ -16,13 +16,13 @@ bp = Blueprint("health", __name__)
 
 
 class Health(BaseModel):
-    """Liveness: the process answers requests."""
+    """Liveness: the process serves requests."""
 
     status: Literal["ok"]
 
 
 class Readiness(BaseModel):
-    """Readiness: the database answers and is migrated to head."""
+    """Readiness: the database is reachable and migrated to head."""
 
     status: Literal["ready", "not ready"]
     checks: dict[str, Any]

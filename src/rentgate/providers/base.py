@@ -2,7 +2,7 @@
 
 Error hierarchy (all subclass ``rentgate.errors.RentgateError``)::
 
-    ProviderError                 base; ``outcome_known`` says whether the
+    ProviderError                 base; ``outcome_known`` tells whether the
     │                             provider surely did nothing
     ├── ProviderUnavailable       503, not reached or circuit open
     ├── ProviderRejected          502, the provider refused the order (4xx)
@@ -76,7 +76,7 @@ class Deadline:
 
 @dataclass(frozen=True)
 class ProviderRequest:
-    """What a provider needs to fulfil one lease."""
+    """The order data a provider needs to fulfil one lease."""
 
     lease_id: str
     tenant_id: int
@@ -111,7 +111,7 @@ class ProviderResult:
 
 @dataclass(frozen=True)
 class ProviderStatus:
-    """What a provider reports about a lease it was sent, for reconciliation."""
+    """A provider's report on a lease it was sent, for reconciliation."""
 
     state: Literal["active", "failed", "unknown"]
     resource_id: str | None = None
