@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rentgate.db import single_statement_session
+from rentgate import fastpath
+from rentgate.db import request_connection, single_statement_session
 from rentgate.errors import Forbidden, Unauthorized
 from rentgate.models import ApiKey
 
@@ -60,19 +61,42 @@ def create_key(
 
 def resolve_key(session: Session, plain: str) -> Caller | None:
     """Return the caller for ``plain``, or None if unknown or revoked."""
-    parts = plain.split("_", 2)
-    if len(parts) != 3 or parts[0] != "rg":
+    prefix = key_prefix(plain)
+    if prefix is None:
         return None
     # Selecting columns rather than the ApiKey entity skips the ORM's identity
     # map and attribute set-up, which cost more than the query on a fast link.
     row = session.execute(
         select(ApiKey.id, ApiKey.role, ApiKey.tenant_id, ApiKey.key_hash).where(
-            ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None)
+            ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)
         )
     ).first()
-    if row is None or not hmac.compare_digest(row.key_hash, hash_key(plain)):
+    return _caller(row, plain)
+
+
+def key_prefix(plain: str) -> str | None:
+    """Return the public prefix of a key, or None if it is not shaped like one."""
+    parts = plain.split("_", 2)
+    if len(parts) != 3 or parts[0] != "rg":
         return None
-    return Caller(key_id=row.id, role=row.role, tenant_id=row.tenant_id)
+    return parts[1]
+
+
+def _caller(row: Any, plain: str) -> Caller | None:
+    # row is (id, role, tenant_id, key_hash) of the live key with the prefix.
+    if row is None:
+        return None
+    key_id, role, tenant_id, key_hash = row
+    if not hmac.compare_digest(key_hash, hash_key(plain)):
+        return None
+    return Caller(key_id=key_id, role=role, tenant_id=tenant_id)
+
+
+def _resolve_on_request_connection(plain: str) -> Caller | None:
+    prefix = key_prefix(plain)
+    if prefix is None:
+        return None
+    return _caller(fastpath.find_key(request_connection(), prefix), plain)
 
 
 def authenticate() -> Caller:
@@ -83,10 +107,13 @@ def authenticate() -> Caller:
         raise Unauthorized(
             "Missing API key; send the header 'Authorization: Bearer <key>'."
         )
-    # Every request reads the key row, so a revoked key fails at once. The
-    # session closes here, so no transaction stays open during a provider call.
-    with single_statement_session() as session:
-        caller = resolve_key(session, token.strip())
+    # Every request reads the key row, so a revoked key fails at once. No
+    # transaction stays open afterwards, so none is open during a provider call.
+    if fastpath.enabled(current_app.extensions["rentgate"].engine):
+        caller = _resolve_on_request_connection(token.strip())
+    else:
+        with single_statement_session() as session:
+            caller = resolve_key(session, token.strip())
     if caller is None:
         raise Unauthorized(
             "Invalid or revoked API key; check the key or ask the operator for one."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
                 "RENTGATE_PROVIDERS has no 'local' entry, so "
                 "RENTGATE_OFFERING_PROVIDERS must map every offering"
             )
+        try:
+            parse_many(self.rate_limit)
+        except ValueError:
+            raise ValueError(
+                f"RENTGATE_RATE_LIMIT {self.rate_limit!r} is not a rate limit; "
+                "write amounts per period such as '50/second;2000/minute'"
+            ) from None
         if self.page_size_default > self.page_size_max:
             raise ValueError(
                 "RENTGATE_PAGE_SIZE_DEFAULT exceeds RENTGATE_PAGE_SIZE_MAX"

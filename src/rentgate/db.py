@@ -24,8 +24,9 @@ NAMING_CONVENTION = {
 # checked in more recently skips the ping, because a request takes several
 # connections from the pool in a row and a ping each time costs one round trip.
 PING_AFTER_IDLE_SECONDS = 1.0
-# app.extensions key of the engine that single_statement_session binds on
-# PostgreSQL: the gateway's engine and pool, in autocommit mode.
+# app.extensions key of the engine that single_statement_session and
+# request_connection use on PostgreSQL: the gateway's engine and pool, in
+# autocommit mode.
 _AUTOCOMMIT_ENGINE = "rentgate_autocommit_engine"
 
 
@@ -101,7 +102,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def dialect_insert(bind: Session | Connection) -> Any:
+def dialect_insert(bind: Session | Connection | Engine) -> Any:
     """Return the INSERT construct of the bind's dialect, which has ON CONFLICT."""
     connectable = bind.get_bind() if isinstance(bind, Session) else bind
     if connectable.dialect.name == "postgresql":
@@ -117,6 +118,9 @@ def init_app(app: Flask) -> None:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
+        connection = g.pop("db_autocommit_connection", None)
+        if connection is not None:
+            connection.close()
 
 
 def get_session() -> Session:
@@ -124,6 +128,27 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["rentgate"].read_sessions()
     return g.db_session
+
+
+def request_connection() -> Connection:
+    """Return the current request's autocommit connection, made on first use.
+
+    One pooled connection serves every single-statement step of a request, so
+    the request checks out the pool once. With no transaction open, holding it
+    during a provider call holds no lock.
+    """
+    if "db_autocommit_connection" not in g:
+        g.db_autocommit_connection = _autocommit_engine().connect()
+    return g.db_autocommit_connection
+
+
+def _autocommit_engine() -> Engine:
+    engine = current_app.extensions.get(_AUTOCOMMIT_ENGINE)
+    if engine is None:
+        runtime = current_app.extensions["rentgate"]
+        engine = runtime.engine.execution_options(isolation_level="AUTOCOMMIT")
+        current_app.extensions[_AUTOCOMMIT_ENGINE] = engine
+    return engine
 
 
 def single_statement_session() -> Session:
@@ -137,8 +162,4 @@ def single_statement_session() -> Session:
     runtime = current_app.extensions["rentgate"]
     if runtime.engine.dialect.name != "postgresql":
         return runtime.read_sessions()
-    engine = current_app.extensions.get(_AUTOCOMMIT_ENGINE)
-    if engine is None:
-        engine = runtime.engine.execution_options(isolation_level="AUTOCOMMIT")
-        current_app.extensions[_AUTOCOMMIT_ENGINE] = engine
-    return Session(engine)
+    return Session(_autocommit_engine())

@@ -11,6 +11,7 @@ Hierarchy::
     ├── PaymentRequired           402, credit limit reached
     ├── Unprocessable             422, well formed but not acceptable
     ├── Busy                      503, database busy; has Retry-After
+    ├── RateLimited               429, in rentgate.ratelimit; has Retry-After
     └── ProviderError             upstream failures (see rentgate.providers.base)
 """
 
@@ -135,7 +136,6 @@ HTTP_SLUGS = {
     405: "method-not-allowed",
     413: "payload-too-large",
     415: "unsupported-media-type",
-    429: "rate-limited",
 }
 
 
@@ -226,21 +226,8 @@ def init_app(app: Flask) -> None:
                 "Request body is larger than "
                 f"{app.config['MAX_CONTENT_LENGTH']} bytes; send a smaller body."
             )
-        retry_after = None
-        if status == 429:
-            from rentgate.ratelimit import retry_after_seconds
-
-            retry_after = retry_after_seconds()
-            detail = (
-                f"Rate limit of {exc.description} per API key exceeded; retry "
-                f"after {retry_after} seconds."
-            )
         response = problem(
-            status,
-            exc.name,
-            detail,
-            slug=HTTP_SLUGS.get(status, str(status)),
-            retry_after=retry_after,
+            status, exc.name, detail, slug=HTTP_SLUGS.get(status, str(status))
         )
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pybreaker
@@ -21,11 +21,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from rentgate import admission, metrics
+from rentgate import admission, fastpath, metrics
+from rentgate.db import request_connection
 from rentgate.errors import Busy, Conflict, NotFound, Unprocessable, problem_body
 from rentgate.leases import lease_to_dict
 from rentgate.models import IdempotencyKey, Lease, LedgerEntry, new_id, utcnow
-from rentgate.pricing import quote
+from rentgate.pricing import Quote, quote, quote_price
 from rentgate.providers.base import (
     ACTIONS,
     Deadline,
@@ -209,6 +210,103 @@ def _admit(
 ) -> Lease:
     lease_id = new_id()
     now = utcnow()
+    details = order.model_dump(mode="json", exclude_none=True)
+    lease = None
+    if claim is None and fastpath.enabled(runtime.engine):
+        lease = _admit_in_one_statement(
+            runtime, lease_id, now, tenant_id, offering, terms, provider_name, details
+        )
+    if lease is None:
+        lease = _admit_in_transaction(
+            runtime,
+            lease_id,
+            now,
+            tenant_id,
+            offering,
+            terms,
+            provider_name,
+            details,
+            claim,
+        )
+    log.info(
+        "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
+        lease.id,
+        tenant_id,
+        offering,
+        lease.amount_minor,
+    )
+    return lease
+
+
+def _admit_in_one_statement(
+    runtime: Runtime,
+    lease_id: str,
+    now: datetime,
+    tenant_id: int,
+    offering: str,
+    terms: Terms,
+    provider_name: str,
+    details: dict[str, Any],
+) -> Lease | None:
+    """Admit with one PostgreSQL statement; None if it changed nothing.
+
+    The caller then admits in a transaction, which finds out why and raises
+    the 402, 409 or 422 for it, or admits the order at a newer price.
+    """
+    connection = request_connection()
+    price = runtime.prices.get(connection, offering)
+    priced = quote_price(price, offering, terms.quantity, terms.billable_hours)
+    period = admission.current_period()
+    values = {
+        "lease_id": lease_id,
+        "tenant_id": tenant_id,
+        "offering": offering,
+        "provider": provider_name,
+        "quantity": terms.quantity,
+        "hours": terms.term_hours,
+        "unit": priced.unit,
+        "unit_price": priced.unit_price,
+        "currency": priced.currency,
+        "amount_minor": priced.amount_minor,
+        "details": json.dumps(details),
+        "price_id": priced.price_id,
+        "pool_name": terms.pool,
+        "period": period,
+        "now": now,
+    }
+    try:
+        row = fastpath.admit(connection, values)
+    except IntegrityError:
+        return None
+    if row is None:
+        runtime.prices.forget(offering)
+        return None
+    pool_id, details["pool"], credit_period = row
+    return _pending_lease(
+        lease_id,
+        now,
+        tenant_id,
+        offering,
+        terms,
+        provider_name,
+        priced,
+        pool_id,
+        credit_period,
+        details,
+    )
+
+
+def _admit_in_transaction(
+    runtime: Runtime,
+    lease_id: str,
+    now: datetime,
+    tenant_id: int,
+    offering: str,
+    terms: Terms,
+    provider_name: str,
+    details: dict[str, Any],
+    claim: tuple[str, str | None, str] | None,
+) -> Lease:
     with runtime.transaction() as session:
         if claim is not None:
             # The claim is inserted first, so a concurrent request with the same
@@ -229,43 +327,62 @@ def _admit(
         priced = quote(session, offering, terms.quantity, terms.billable_hours)
         pool = admission.reserve_capacity(session, offering, terms.pool, terms.quantity)
         period = admission.reserve_credit(session, tenant_id, priced)
-        details = order.model_dump(mode="json", exclude_none=True)
         details["pool"] = pool.name if pool else None
-        # The row goes in with a Core INSERT because the ORM unit of work costs
-        # more than the statement. The returned object is in no session.
-        lease = Lease(
-            id=lease_id,
-            tenant_id=tenant_id,
-            offering=offering,
-            provider=provider_name,
-            pool_id=pool.id if pool else None,
-            quantity=terms.quantity,
-            hours=terms.term_hours,
-            unit=priced.unit,
-            unit_price=priced.unit_price,
-            currency=priced.currency,
-            amount_minor=priced.amount_minor,
-            credit_period=period,
-            state="pending",
-            resource_id=None,
-            details=details,
-            failure_reason=None,
-            created_at=now,
-            updated_at=now,
-            activated_at=None,
-            failed_at=None,
-            ended_at=None,
-            expires_at=None,
+        lease = _pending_lease(
+            lease_id,
+            now,
+            tenant_id,
+            offering,
+            terms,
+            provider_name,
+            priced,
+            pool.id if pool else None,
+            period,
+            details,
         )
+        # The row goes in with a Core INSERT because the ORM unit of work costs
+        # more than the statement.
         session.execute(INSERT_LEASE, _columns(lease))
-    log.info(
-        "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
-        lease.id,
-        tenant_id,
-        offering,
-        lease.amount_minor,
-    )
     return lease
+
+
+def _pending_lease(
+    lease_id: str,
+    now: datetime,
+    tenant_id: int,
+    offering: str,
+    terms: Terms,
+    provider_name: str,
+    priced: Quote,
+    pool_id: int | None,
+    period: str | None,
+    details: dict[str, Any],
+) -> Lease:
+    # The object is in no session: the row goes in with a Core statement.
+    return Lease(
+        id=lease_id,
+        tenant_id=tenant_id,
+        offering=offering,
+        provider=provider_name,
+        pool_id=pool_id,
+        quantity=terms.quantity,
+        hours=terms.term_hours,
+        unit=priced.unit,
+        unit_price=priced.unit_price,
+        currency=priced.currency,
+        amount_minor=priced.amount_minor,
+        credit_period=period,
+        state="pending",
+        resource_id=None,
+        details=details,
+        failure_reason=None,
+        created_at=now,
+        updated_at=now,
+        activated_at=None,
+        failed_at=None,
+        ended_at=None,
+        expires_at=None,
+    )
 
 
 def settle_success(
@@ -287,6 +404,18 @@ def settle_success(
     }
     if result.details:
         values["details"] = {**lease.details, "provider": result.details}
+    if not has_claim and fastpath.enabled(runtime.engine):
+        activated = fastpath.activate(
+            request_connection(),
+            lease_id=lease.id,
+            resource_id=result.resource_id,
+            now=now,
+            expires_at=values["expires_at"],
+            details=values.get("details"),
+        )
+        if activated:
+            return _activated(lease, values)
+        # Not pending any more: the general path below reads its state.
     leases = Lease.__table__
     with runtime.transaction() as session:
         changed = session.execute(
@@ -295,8 +424,6 @@ def settle_success(
             .values(**values)
         ).rowcount
         if changed:
-            for name, value in values.items():
-                setattr(lease, name, value)
             session.execute(
                 INSERT_LEDGER_ENTRY,
                 {
@@ -310,21 +437,24 @@ def settle_success(
                     "note": "order",
                 },
             )
-            metrics.count_revenue(lease)
-            log.info(
-                "lease activated lease_id=%s resource_id=%s",
-                lease.id,
-                lease.resource_id,
-            )
+            outcome = _activated(lease, values)
         else:
             current = session.get(Lease, lease.id)
             if current is None:
                 raise NotFound(f"Lease '{lease.id}' vanished before it was settled.")
-            lease = current
-        outcome = outcome_for_lease(lease)
+            outcome = outcome_for_lease(current)
         if has_claim:
             complete_claim(session, lease.id, outcome)
     return outcome
+
+
+def _activated(lease: Lease, values: dict[str, Any]) -> Outcome:
+    """Copy the activation's ``values`` onto ``lease``, count it and log it."""
+    for name, value in values.items():
+        setattr(lease, name, value)
+    metrics.count_revenue(lease)
+    log.info("lease activated lease_id=%s resource_id=%s", lease.id, lease.resource_id)
+    return outcome_for_lease(lease)
 
 
 def _columns(lease: Lease) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from rentgate.errors import Unprocessable
@@ -37,6 +36,7 @@ class Tier:
 class Quote:
     """The price an order is sold at and its amount, rounded once."""
 
+    price_id: int
     offering: str
     unit: str
     unit_price: Decimal
@@ -72,9 +72,21 @@ def price_tiers(session: Session, price_id: int) -> list[Tier]:
     return sorted(tiers, key=lambda tier: (tier.up_to is None, tier.up_to or 0))
 
 
-def _price_with_tiers(session: Session, offering: str) -> tuple[Any, list[Tier]]:
-    # One query for the current price and its bands: quoting is on every
-    # order's path, so it reads plain rows instead of ORM objects.
+@dataclass(frozen=True)
+class CurrentPrice:
+    """A price row and its bands; rows are only inserted, never changed."""
+
+    id: int
+    unit: str
+    unit_price: Decimal
+    currency: str
+    tiers: tuple[Tier, ...]
+
+
+def fetch_price(bind: Session | Connection, offering: str) -> CurrentPrice | None:
+    """Read the current price of ``offering`` and its bands in one query."""
+    # Quoting is on every order's path, so this reads plain rows instead of
+    # ORM objects.
     prices, bands = Price.__table__, PriceTier.__table__
     chosen = (
         select(prices.c.id)
@@ -83,7 +95,7 @@ def _price_with_tiers(session: Session, offering: str) -> tuple[Any, list[Tier]]
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(
+    rows = bind.execute(
         select(
             prices.c.id,
             prices.c.unit,
@@ -96,12 +108,42 @@ def _price_with_tiers(session: Session, offering: str) -> tuple[Any, list[Tier]]
         .where(prices.c.id == chosen)
     ).all()
     if not rows:
-        return None, []
+        return None
     tiers = [
         Tier(row.up_to, row.band_price) for row in rows if row.band_price is not None
     ]
     tiers.sort(key=lambda tier: (tier.up_to is None, tier.up_to or 0))
-    return rows[0], tiers
+    first = rows[0]
+    return CurrentPrice(
+        first.id, first.unit, first.unit_price, first.currency, tuple(tiers)
+    )
+
+
+class PriceCache:
+    """The current price of each offering as this process last read it.
+
+    A cached price may be stale: a newer price may have been set, or have
+    become valid, since it was read. Only the PostgreSQL admission statement
+    uses it, and that statement checks in the same snapshot that the price is
+    still the current one and changes nothing otherwise; the caller then calls
+    ``forget`` and quotes afresh.
+    """
+
+    def __init__(self) -> None:
+        self._prices: dict[str, CurrentPrice] = {}
+
+    def get(self, bind: Session | Connection, offering: str) -> CurrentPrice | None:
+        """Return the cached price of ``offering``, reading it on a miss."""
+        price = self._prices.get(offering)
+        if price is None:
+            price = fetch_price(bind, offering)
+            if price is not None:
+                self._prices[offering] = price
+        return price
+
+    def forget(self, offering: str) -> None:
+        """Drop the cached price of ``offering``, so the next order reads it."""
+        self._prices.pop(offering, None)
 
 
 def graduated_total(tiers: Sequence[Tier], quantity: int) -> Decimal:
@@ -153,15 +195,21 @@ def blended_unit_price(tiers: Sequence[Tier], quantity: int) -> Decimal:
 
 
 def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
-    """Price an order, or raise 422 when the offering has no price."""
-    price, bands = _price_with_tiers(session, offering)
+    """Price an order at the current price, or raise 422 when there is none."""
+    return quote_price(fetch_price(session, offering), offering, quantity, hours)
+
+
+def quote_price(
+    price: CurrentPrice | None, offering: str, quantity: int, hours: int
+) -> Quote:
+    """Price an order at ``price``, or raise 422 when the offering has no price."""
     if price is None:
         raise Unprocessable(
             f"No price is configured for offering '{offering}', so it cannot be "
             "ordered; ask the operator to set a price.",
             extra={"offering": offering},
         )
-    tiers = bands if price.unit != "order" else []
+    tiers = price.tiers if price.unit != "order" else ()
     amount = charge_amount(
         price.unit, price.unit_price, quantity, hours, price.currency, tiers
     )
@@ -183,6 +231,7 @@ def quote(session: Session, offering: str, quantity: int, hours: int) -> Quote:
             ],
         )
     return Quote(
+        price_id=price.id,
         offering=offering,
         unit=price.unit,
         unit_price=unit_price,

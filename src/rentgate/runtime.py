@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rentgate.config import Settings
 from rentgate.db import make_engine
+from rentgate.pricing import PriceCache
 from rentgate.providers.local import LocalProvider
 from rentgate.providers.registry import ProviderRegistry
 
@@ -20,7 +21,8 @@ class Runtime:
     """Settings, engine, session factories and providers of one process.
 
     ``sessions`` is for work that writes; ``read_sessions`` only reads, which
-    on SQLite avoids taking the database write lock.
+    on SQLite avoids taking the database write lock. ``prices`` caches the
+    current prices for the PostgreSQL admission statement, which checks them.
     """
 
     settings: Settings
@@ -28,6 +30,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     providers: ProviderRegistry
+    prices: PriceCache = field(default_factory=PriceCache)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -7,7 +7,9 @@ second submit of the same lease returns the same resource.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select, update
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,10 +30,31 @@ class LocalProvider(Provider):
 
     honours_reference = True
     engine: Engine | None = None
+    # The engine an allocation runs on, and its INSERT, built once in bind().
+    _write_engine: Engine | None = None
+    _insert: Any = None
 
     def bind(self, engine: Engine) -> None:
         """Give the provider the gateway's engine."""
         self.engine = engine
+        # One INSERT is atomic on its own, so PostgreSQL runs it in autocommit
+        # mode, without the round trips of BEGIN and COMMIT. SQLite keeps the
+        # transaction, whose BEGIN IMMEDIATE takes the write lock up front.
+        self._write_engine = engine
+        if engine.dialect.name == "postgresql":
+            self._write_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._insert = (
+            dialect_insert(engine)(LocalAllocation.__table__)
+            .values(
+                lease_id=bindparam("lease_id"),
+                resource_id=bindparam("resource_id"),
+                offering=bindparam("offering"),
+                quantity=bindparam("quantity"),
+                state="active",
+                created_at=bindparam("created_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["lease_id"])
+        )
 
     def _session(self) -> Session:
         if self.engine is None:
@@ -52,23 +75,21 @@ class LocalProvider(Provider):
             ) from exc
 
     def _allocate(self, request: ProviderRequest) -> ProviderResult:
-        if self.engine is None:
+        if self._write_engine is None:
             raise ProviderUnavailable("Local provider has no database; call bind().")
         pool = request.pool or "any"
         resource_id = f"{request.kind}-{pool}-{request.lease_id}"
         allocations = LocalAllocation.__table__
-        with self.engine.begin() as connection:
+        with self._write_engine.begin() as connection:
             inserted = connection.execute(
-                dialect_insert(connection)(allocations)
-                .values(
-                    lease_id=request.lease_id,
-                    resource_id=resource_id,
-                    offering=request.offering,
-                    quantity=request.quantity,
-                    state="active",
-                    created_at=utcnow(),
-                )
-                .on_conflict_do_nothing(index_elements=["lease_id"])
+                self._insert,
+                {
+                    "lease_id": request.lease_id,
+                    "resource_id": resource_id,
+                    "offering": request.offering,
+                    "quantity": request.quantity,
+                    "created_at": utcnow(),
+                },
             ).rowcount
             if not inserted:
                 # A second submit of the same lease returns the first resource.

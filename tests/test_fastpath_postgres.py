@@ -1,0 +1,71 @@
+"""The one-statement admission and activation on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, func, select
+
+from rentgate import fastpath
+from rentgate.db import request_connection
+from rentgate.models import Lease, LedgerEntry, utcnow
+from tests.conftest import Seeded, _truncate_postgres
+
+pytestmark = pytest.mark.postgres
+
+COMPUTE = {"resource_type": "compute", "quantity": 1, "hours": 1}
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """The run's PostgreSQL database, emptied; this module needs no SQLite run."""
+    _truncate_postgres(postgres_url)
+    return postgres_url
+
+
+def test_fast_path_enabled(runtime):
+    assert fastpath.enabled(runtime.engine)
+
+
+def test_postgres_order_skips_orm_statements(client, seeded: Seeded, runtime):
+    client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement.split()[0:3])
+
+    event.listen(runtime.engine, "before_cursor_execute", record)
+    try:
+        response = client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", record)
+
+    assert response.status_code == 201
+    # Only the local provider's allocation goes through SQLAlchemy's execution.
+    assert statements == [["INSERT", "INTO", "local_allocations"]]
+
+
+def test_activate_skips_lease_not_pending(app, client, seeded: Seeded, runtime):
+    response = client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+    lease_id = response.get_json()["lease"]["id"]
+
+    with app.app_context():
+        activated = fastpath.activate(
+            request_connection(),
+            lease_id=lease_id,
+            resource_id="second-resource",
+            now=utcnow(),
+            expires_at=None,
+            details=None,
+        )
+
+    assert activated is False
+    with runtime.read_sessions() as session:
+        stored = session.get(Lease, lease_id)
+        charges = session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.lease_id == lease_id)
+        )
+    assert stored is not None
+    assert stored.resource_id != "second-resource"
+    assert charges == 1
