@@ -14,9 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
+from rentgate.auth import hash_key
 from rentgate.models import (
+    ApiKey,
     CapacityPool,
     CreditPeriod,
     Lease,
@@ -206,3 +208,74 @@ def test_order_returns_its_connection(client, seeded: Seeded, runtime):
 
     assert response.status_code == 201
     assert runtime.engine.pool.checkedout() == 0
+
+
+def revoke_demo_key(runtime, seeded: Seeded) -> None:
+    with runtime.transaction() as session:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.key_hash == hash_key(seeded.key))
+            .values(revoked_at=utcnow())
+        )
+
+
+def drop_prices(runtime, _seeded: Seeded) -> None:
+    with runtime.transaction() as session:
+        session.execute(delete(Price))
+
+
+BAD_KEY = "rg_0123456789ab_not-a-real-key"
+
+KEY_FAILURES = [
+    pytest.param(None, BAD_KEY, COMPUTE, 401, id="unknown-key"),
+    pytest.param(None, "not-shaped-like-a-key", COMPUTE, 401, id="malformed-key"),
+    pytest.param(revoke_demo_key, None, COMPUTE, 401, id="revoked-key"),
+    pytest.param(None, "admin", COMPUTE, 403, id="admin-key"),
+    pytest.param(None, BAD_KEY, {"resource_type": "gpu"}, 401, id="bad-body"),
+    pytest.param(drop_prices, BAD_KEY, COMPUTE, 401, id="no-price"),
+]
+
+
+@pytest.mark.parametrize(("prepare", "key", "body", "status"), KEY_FAILURES)
+def test_order_key_checked_first(
+    client, seeded: Seeded, runtime, prepare, key, body, status
+):
+    if prepare is not None:
+        prepare(runtime, seeded)
+    if key is None:
+        key = seeded.key
+    elif key == "admin":
+        key = seeded.admin_key
+    before = books(runtime)
+
+    response = client.post(
+        "/rent_resource", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+
+    assert response.status_code == status
+    assert response.get_json()["status"] == status
+    assert books(runtime) == before
+
+
+def test_bad_body_with_valid_key_is_422(client, seeded: Seeded, runtime):
+    response = client.post(
+        "/rent_resource", json={"resource_type": "gpu"}, headers=seeded.headers
+    )
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "resource_type"
+
+
+def test_order_with_claim_key_checks_tenant(client, seeded: Seeded, runtime):
+    headers = {**seeded.other_headers, "Idempotency-Key": "order-1"}
+    first = client.post("/rent_resource", json=COMPUTE, headers=headers)
+    again = client.post("/rent_resource", json=COMPUTE, headers=headers)
+
+    assert first.status_code == 201
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["lease"]["id"] == first.get_json()["lease"]["id"]
+    with runtime.read_sessions() as session:
+        stored = session.get(Lease, first.get_json()["lease"]["id"])
+    assert stored is not None
+    assert stored.tenant_id == seeded.other_tenant_id

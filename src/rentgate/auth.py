@@ -26,6 +26,8 @@ from rentgate.models import ApiKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+INVALID_KEY = "Invalid or revoked API key; check the key or ask the operator for one."
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -99,26 +101,38 @@ def _resolve_on_request_connection(plain: str) -> Caller | None:
     return _caller(fastpath.find_key(request_connection(), prefix), plain)
 
 
-def authenticate() -> Caller:
-    """Read the Bearer key of the current request, or raise 401."""
+def bearer_token() -> str:
+    """Return the Bearer key of the current request, or raise 401 if it has none."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "Missing API key; send the header 'Authorization: Bearer <key>'."
         )
+    return token.strip()
+
+
+def authenticate() -> Caller:
+    """Read the Bearer key of the current request, or raise 401."""
+    token = bearer_token()
     # Every request reads the key row, so a revoked key fails at once. No
     # transaction stays open afterwards, so none is open during a provider call.
     if fastpath.enabled(current_app.extensions["rentgate"].engine):
-        caller = _resolve_on_request_connection(token.strip())
+        caller = _resolve_on_request_connection(token)
     else:
         with single_statement_session() as session:
-            caller = resolve_key(session, token.strip())
+            caller = resolve_key(session, token)
     if caller is None:
-        raise Unauthorized(
-            "Invalid or revoked API key; check the key or ask the operator for one."
-        )
+        raise Unauthorized(INVALID_KEY)
     g.caller = caller
+    return caller
+
+
+def authenticate_tenant() -> Caller:
+    """Authenticate the request, or raise 401, and raise 403 for an admin key."""
+    caller = authenticate()
+    if caller.role != "tenant" or caller.tenant_id is None:
+        raise Forbidden("This route needs a tenant API key, not an admin key.")
     return caller
 
 
@@ -127,12 +141,45 @@ def tenant_required(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        caller = authenticate()
-        if caller.role != "tenant" or caller.tenant_id is None:
-            raise Forbidden("This route needs a tenant API key, not an admin key.")
+        authenticate_tenant()
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PendingKey:
+    """A tenant's Bearer key that the order's admission statement checks.
+
+    ``key_hash`` is compared in SQL, which is not constant-time. That leaks at
+    most how much of the stored hash matches the hash of a key the client
+    chose, and finding a key with a given SHA-256 remains infeasible.
+    """
+
+    prefix: str
+    key_hash: str
+
+    def tenant_id(self) -> int:
+        """Check the key in the database now, raising 401 or 403; return its tenant."""
+        caller = g.get("caller") or authenticate_tenant()
+        return int(caller.tenant_id)
+
+    def confirm(self, key_id: int, tenant_id: int) -> None:
+        """Record the caller that the admission statement found for this key."""
+        g.caller = Caller(key_id=key_id, role="tenant", tenant_id=tenant_id)
+
+
+def pending_key() -> PendingKey:
+    """Return the request's key for a check at admission, or raise 401 at once.
+
+    A key that is not shaped like a rentgate key can match no row, so it gets
+    its 401 here.
+    """
+    token = bearer_token()
+    prefix = key_prefix(token)
+    if prefix is None:
+        raise Unauthorized(INVALID_KEY)
+    return PendingKey(prefix=prefix, key_hash=hash_key(token))
 
 
 def admin_required(view: F) -> F:

@@ -1,20 +1,22 @@
 """The order path's hot statements on PostgreSQL, one round trip each.
 
-An order without an Idempotency-Key takes three statements on PostgreSQL: the
-API-key lookup, the admission and the activation. Each runs alone in
+An order without an Idempotency-Key takes two statements on PostgreSQL: the
+admission, which also checks the API key, and the activation. Each runs alone in
 autocommit mode, so PostgreSQL makes it atomic without a BEGIN or a COMMIT
 round trip. The admission and the activation chain their steps as
 data-modifying CTEs, and each either does all of its work or none of it:
 
 - a step that would break a CHECK constraint (a pool over capacity, a month
   over its credit limit) aborts the whole statement;
-- a condition the statement cannot settle (a changed price, an unknown pool
-  name, a credit limit in another currency, a lease no longer pending) makes
-  every step match no row, so the statement changes nothing.
+- a condition the statement cannot settle (an unknown, revoked or admin key,
+  a changed price, an unknown pool name, a credit limit in another currency,
+  a lease no longer pending) makes every step match no row, so the statement
+  changes nothing.
 
 Either way the caller falls back to the general path in ``rentgate.ordering``,
-which reads and locks step by step, on SQLite and PostgreSQL alike, and which
-raises the 402, 409 or 422 that explains the rejection.
+which checks the key, reads and locks step by step, on SQLite and PostgreSQL
+alike, and raises the 401, 402, 403, 409 or 422 that explains the rejection.
+Other routes look the key up with ``find_key``.
 
 The statements go straight to the psycopg cursor of a pooled SQLAlchemy
 connection, because SQLAlchemy's execution layer costs more CPU than the
@@ -38,13 +40,22 @@ SELECT id, role, tenant_id, key_hash FROM api_keys
  WHERE prefix = %(prefix)s AND revoked_at IS NULL
 """
 
-# ``ready`` is true when the quoted price is still the current one and the
-# tenant's credit limit, if any, is in the order's currency. ``placed`` is true
-# when, in addition, the order took units from a pool, or asked for no pool by
-# name and its offering has none. Every write depends on one of the two.
+# ``caller`` is the live tenant key with the request's prefix and hash.
+# ``ready`` is true when there is one, the quoted price is still the current
+# one and the tenant's credit limit, if any, is in the order's currency.
+# ``placed`` is true when, in addition, the order took units from a pool, or
+# asked for no pool by name and its offering has none. Every write depends on
+# one of the two.
 ADMIT = """
-WITH ready AS (
-    SELECT (
+WITH caller AS (
+    SELECT k.id, k.tenant_id FROM api_keys k
+     WHERE k.prefix = %(key_prefix)s AND k.key_hash = %(key_hash)s
+       AND k.revoked_at IS NULL AND k.role = 'tenant'
+       AND k.tenant_id IS NOT NULL
+),
+ready AS (
+    SELECT EXISTS (SELECT 1 FROM caller)
+    AND (
         SELECT p.id FROM prices p
          WHERE p.offering = %(offering)s AND p.valid_from <= %(now)s
          ORDER BY p.valid_from DESC, p.id DESC
@@ -52,7 +63,7 @@ WITH ready AS (
     ) = %(price_id)s
     AND NOT EXISTS (
         SELECT 1 FROM tenants t
-         WHERE t.id = %(tenant_id)s
+         WHERE t.id = (SELECT tenant_id FROM caller)
            AND t.credit_limit_minor IS NOT NULL
            AND t.credit_currency <> %(currency)s
     ) AS ok
@@ -85,7 +96,7 @@ credit AS (
     SELECT t.id, %(period)s::text, GREATEST(t.credit_limit_minor, 0),
            %(amount_minor)s::bigint
       FROM tenants t
-     WHERE t.id = %(tenant_id)s
+     WHERE t.id = (SELECT tenant_id FROM caller)
        AND t.credit_limit_minor IS NOT NULL
        AND (SELECT ok FROM placed)
     ON CONFLICT (tenant_id, period) DO UPDATE
@@ -98,7 +109,7 @@ INSERT INTO leases (
     created_at, updated_at
 )
 SELECT
-    %(lease_id)s::text, %(tenant_id)s::integer, %(offering)s::text,
+    %(lease_id)s::text, (SELECT tenant_id FROM caller), %(offering)s::text,
     %(provider)s::text, (SELECT id FROM pool), %(quantity)s::integer,
     %(hours)s::integer, %(unit)s::text, %(unit_price)s::numeric,
     %(currency)s::text, %(amount_minor)s::bigint, (SELECT period FROM credit),
@@ -110,7 +121,8 @@ SELECT
     ),
     %(now)s::timestamptz, %(now)s::timestamptz
  WHERE (SELECT ok FROM placed)
-RETURNING pool_id, (SELECT name FROM pool), credit_period
+RETURNING (SELECT id FROM caller), tenant_id, pool_id, (SELECT name FROM pool),
+          credit_period
 """
 
 # The UPDATE matches only a pending lease, and the charge is inserted only for
@@ -150,8 +162,9 @@ def admit(connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] 
     """Reserve units and credit and insert the pending lease, in one statement.
 
     ``values`` names the lease's columns as ADMIT binds them, ``details``
-    being the order as JSON text. Returns (pool_id, pool_name, credit_period)
-    of the lease inserted, or None when the statement changed nothing. Raises
+    being the order as JSON text, plus the key's prefix and SHA-256. Returns
+    (key_id, tenant_id, pool_id, pool_name, credit_period) of the lease
+    inserted, or None when the statement changed nothing. Raises
     IntegrityError when a reservation would break a CHECK constraint, which
     also changes nothing.
     """

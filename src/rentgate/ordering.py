@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pybreaker
 from sqlalchemy import insert, select, update
@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 
 from rentgate import admission, fastpath, metrics
 from rentgate.db import request_connection
-from rentgate.errors import Busy, Conflict, NotFound, Unprocessable, problem_body
+from rentgate.errors import (
+    Busy,
+    Conflict,
+    NotFound,
+    RentgateError,
+    Unprocessable,
+    problem_body,
+)
 from rentgate.leases import lease_to_dict
 from rentgate.models import IdempotencyKey, Lease, LedgerEntry, new_id, utcnow
 from rentgate.pricing import Quote, quote, quote_price
@@ -54,6 +61,19 @@ INSERT_LEDGER_ENTRY = insert(LedgerEntry.__table__)
 
 DEFAULT_COMPUTE_HOURS = 1
 DEFAULT_DATA_HOURS = 24
+
+
+class TenantKey(Protocol):
+    """An API key that the admission statement checks; see rentgate.auth."""
+
+    prefix: str
+    key_hash: str
+
+    def tenant_id(self) -> int:
+        """Check the key now, raising 401 or 403, and return its tenant."""
+
+    def confirm(self, key_id: int, tenant_id: int) -> None:
+        """Record that the admission statement found the key of ``tenant_id``."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +119,22 @@ def request_hash(payload: dict[str, Any]) -> str:
 def place_order(
     runtime: Runtime,
     *,
-    tenant_id: int,
+    tenant_id: int | None = None,
+    key: TenantKey | None = None,
     route: str,
     payload: dict[str, Any],
     order: Order,
     idempotency_key: str | None = None,
 ) -> Outcome:
-    """Run the whole order flow and return the response to send."""
+    """Run the whole order flow and return the response to send.
+
+    The tenant is ``tenant_id``, already authenticated, or the owner of
+    ``key``, which the admission checks. An Idempotency-Key needs
+    ``tenant_id``, because the claim is looked up before admission.
+    """
     body_hash = request_hash(payload)
     if idempotency_key is not None:
+        assert tenant_id is not None, "an Idempotency-Key needs tenant_id"
         earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
         if earlier is not None:
             return _answer_from_claim(runtime, earlier, body_hash)
@@ -119,6 +146,7 @@ def place_order(
         lease = _admit(
             runtime,
             tenant_id=tenant_id,
+            key=key,
             offering=offering,
             terms=terms,
             provider_name=provider_name,
@@ -126,7 +154,7 @@ def place_order(
             claim=(route, idempotency_key, body_hash) if idempotency_key else None,
         )
     except IntegrityError:
-        if idempotency_key is None:
+        if idempotency_key is None or tenant_id is None:
             raise
         earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
         if earlier is None:
@@ -136,7 +164,7 @@ def place_order(
     kind, action = ACTIONS[offering]
     provider_request = ProviderRequest(
         lease_id=lease.id,
-        tenant_id=tenant_id,
+        tenant_id=lease.tenant_id,
         offering=offering,
         kind=kind,
         action=action,
@@ -201,7 +229,8 @@ def call_provider(
 def _admit(
     runtime: Runtime,
     *,
-    tenant_id: int,
+    tenant_id: int | None,
+    key: TenantKey | None,
     offering: str,
     terms: Terms,
     provider_name: str,
@@ -212,11 +241,19 @@ def _admit(
     now = utcnow()
     details = order.model_dump(mode="json", exclude_none=True)
     lease = None
-    if claim is None and fastpath.enabled(runtime.engine):
-        lease = _admit_in_one_statement(
-            runtime, lease_id, now, tenant_id, offering, terms, provider_name, details
-        )
+    if key is not None and claim is None and fastpath.enabled(runtime.engine):
+        try:
+            lease = _admit_in_one_statement(
+                runtime, lease_id, now, key, offering, terms, provider_name, details
+            )
+        except RentgateError:
+            # An invalid key gets its 401 or 403 before the order's own error.
+            key.tenant_id()
+            raise
     if lease is None:
+        if tenant_id is None:
+            assert key is not None, "place_order needs tenant_id or key"
+            tenant_id = key.tenant_id()
         lease = _admit_in_transaction(
             runtime,
             lease_id,
@@ -231,7 +268,7 @@ def _admit(
     log.info(
         "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
         lease.id,
-        tenant_id,
+        lease.tenant_id,
         offering,
         lease.amount_minor,
     )
@@ -242,24 +279,27 @@ def _admit_in_one_statement(
     runtime: Runtime,
     lease_id: str,
     now: datetime,
-    tenant_id: int,
+    key: TenantKey,
     offering: str,
     terms: Terms,
     provider_name: str,
     details: dict[str, Any],
 ) -> Lease | None:
-    """Admit with one PostgreSQL statement; None if it changed nothing.
+    """Check the key and admit with one PostgreSQL statement; None if it
+    changed nothing.
 
-    The caller then admits in a transaction, which finds out why and raises
-    the 402, 409 or 422 for it, or admits the order at a newer price.
+    The caller then checks the key and admits in a transaction, which finds
+    out why and raises the 401, 402, 403, 409 or 422 for it, or admits the
+    order at a newer price.
     """
     connection = request_connection()
     price = runtime.prices.get(connection, offering)
     priced = quote_price(price, offering, terms.quantity, terms.billable_hours)
     period = admission.current_period()
     values = {
+        "key_prefix": key.prefix,
+        "key_hash": key.key_hash,
         "lease_id": lease_id,
-        "tenant_id": tenant_id,
         "offering": offering,
         "provider": provider_name,
         "quantity": terms.quantity,
@@ -281,7 +321,8 @@ def _admit_in_one_statement(
     if row is None:
         runtime.prices.forget(offering)
         return None
-    pool_id, details["pool"], credit_period = row
+    key_id, tenant_id, pool_id, details["pool"], credit_period = row
+    key.confirm(key_id, tenant_id)
     return _pending_lease(
         lease_id,
         now,
