@@ -82,6 +82,43 @@ def test_submit_sends_order_json_and_lease_reference():
 
 
 @responses.activate
+def test_submit_sends_session_headers_and_cookies():
+    responses.post(
+        f"{BASE}/rent",
+        json={"resource_id": "gpu-1"},
+        headers={"Set-Cookie": "route=b; Path=/"},
+    )
+    provider = make_provider()
+
+    provider.submit(make_request(), Deadline(6.0))
+    provider.submit(make_request(), Deadline(6.0))
+
+    first, second = (call.request.headers for call in responses.calls)
+    assert first["User-Agent"].startswith("python-requests/")
+    assert first["Accept"] == "application/json"
+    assert first["Connection"] == "keep-alive"
+    assert "Cookie" not in first
+    assert second["Cookie"] == "route=b"
+
+
+@responses.activate
+def test_health_check_sends_no_idempotency_key():
+    responses.get(f"{BASE}/health", json={"status": "ok"})
+    responses.post(f"{BASE}/rent", json={"resource_id": "gpu-1"})
+    provider = make_provider()
+
+    provider.check(Deadline(6.0))
+    provider.submit(make_request(), Deadline(6.0))
+    provider.check(Deadline(6.0))
+
+    before, order, after = (call.request.headers for call in responses.calls)
+    assert "Idempotency-Key" not in before
+    assert order["Idempotency-Key"] == LEASE_ID
+    assert "Idempotency-Key" not in after
+    assert after["Accept"] == "application/json"
+
+
+@responses.activate
 def test_submit_uses_configured_timeouts():
     responses.post(f"{BASE}/train", json={"resource_id": "job-1"})
 

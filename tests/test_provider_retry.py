@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -29,13 +30,15 @@ from tests.slow_upstream import run_slow_upstream
 BASE = "http://127.0.0.1:9"
 
 
-def provider_for(url: str = BASE, deadline: float = 5.0, **options) -> HttpProvider:
+def provider_for(
+    url: str = BASE, deadline: float = 5.0, attempts: int = 3, **options
+) -> HttpProvider:
     settings = make_settings(
         "sqlite://",
         provider_connect_timeout=1.0,
         provider_read_timeout=2.0,
         provider_deadline=deadline,
-        provider_retry_attempts=3,
+        provider_retry_attempts=attempts,
     )
     config = ProviderSettings(kind="http", base_url=url, options=options)
     return HttpProvider("retry-farm", config, settings)
@@ -150,8 +153,7 @@ def test_backoff_stays_inside_deadline():
         raise refused()
 
     responses.add_callback(responses.POST, f"{BASE}/rent", callback=slow_refusal)
-    provider = provider_for(deadline=1.0)
-    provider.settings.provider_retry_attempts = 10
+    provider = provider_for(deadline=1.0, attempts=10)
     started = time.monotonic()
 
     with pytest.raises(ProviderError):
@@ -159,6 +161,33 @@ def test_backoff_stays_inside_deadline():
 
     assert time.monotonic() - started < 1.0 + 0.35
     assert 2 <= len(responses.calls) <= 4
+
+
+@responses.activate
+def test_concurrent_calls_count_own_attempts():
+    def slow_refusal(request):
+        time.sleep(0.02)
+        raise refused()
+
+    responses.add_callback(responses.POST, f"{BASE}/rent", callback=slow_refusal)
+    provider = provider_for()
+    errors: list[ProviderError] = []
+
+    def order() -> None:
+        try:
+            provider.submit(order_request(), Deadline(5.0))
+        except ProviderError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=order) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert len(errors) == 8
+    assert all(isinstance(error, ProviderUnavailable) for error in errors)
+    assert len(responses.calls) == 8 * 3
 
 
 @pytest.mark.parametrize(
