@@ -7,8 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter
 
 from rentgate import create_app
+from rentgate.ratelimit import ProcessCounters
 from tests.conftest import make_settings
 from tests.live_server import start_live_server
 
@@ -111,3 +114,37 @@ def test_unreachable_redis_falls_back_to_memory(database_url, seeded):
     app.extensions["rentgate"].close()
 
     assert statuses == [200, 200, 429]
+
+
+def test_process_counters_restart_after_window(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("rentgate.ratelimit.time.time", lambda: clock[0])
+    limiter = FixedWindowRateLimiter(ProcessCounters())
+    limit = parse("2/second")
+
+    first = [limiter.hit(limit, "bucket") for _ in range(3)]
+    reset_time = limiter.get_window_stats(limit, "bucket").reset_time
+    clock[0] += 1.0
+    after = limiter.hit(limit, "bucket")
+
+    assert first == [True, True, False]
+    assert reset_time == 1001.0
+    assert after is True
+    assert limiter.get_window_stats(limit, "bucket").remaining == 1
+
+
+def test_process_counters_sweep_quiet_buckets(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("rentgate.ratelimit.time.time", lambda: clock[0])
+    counters = ProcessCounters()
+    counters.SWEEP_EVERY = 10
+    for number in range(5):
+        counters.incr(f"quiet-{number}", 1)
+    clock[0] += 2.0
+    for _ in range(5):
+        counters.incr("busy", 60)
+
+    assert sorted(counters._counts) == ["busy"]
+    assert counters.get("busy") == 5
+    assert counters.get("quiet-0") == 0
+    assert counters.get_expiry("quiet-0") == clock[0]
