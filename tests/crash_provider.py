@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from rentgate import fastpath
 from rentgate.providers.base import Deadline, ProviderRequest, ProviderResult
 from rentgate.providers.local import LocalProvider
 
@@ -46,7 +47,20 @@ class CrashingLocalProvider(LocalProvider):
 
 
 def install_settle_crash() -> None:
-    """Kill the worker once the charge is inserted but not yet committed."""
+    """Kill the worker before the settlement commits.
+
+    The transaction path is killed once the charge is inserted and before the
+    COMMIT. PostgreSQL's one-statement path, whose activation and charge
+    commit together, is killed just before that statement is sent.
+    """
+    fetch_one = fastpath._fetch_one
+
+    def crash_before_activation(connection: Any, sql: str, params: Any) -> Any:
+        if sql is fastpath.ACTIVATE:
+            crash_if_armed("before_settle_commit")
+        return fetch_one(connection, sql, params)
+
+    fastpath._fetch_one = crash_before_activation
 
     @event.listens_for(Engine, "after_cursor_execute")
     def crash_before_commit(

@@ -2,8 +2,10 @@
 
 The worker is killed at one of three phases. The first is after the pending
 lease is committed and before the provider is called. The second is after the
-provider allocated the resource and before it returned. The third is after the
-charge is flushed and before the settle transaction commits.
+provider allocated the resource and before it returned. The third is just
+before the settlement commits: after the charge is inserted on the transaction
+path, or before the activation statement is sent on PostgreSQL's
+one-statement path, which these tests take.
 """
 
 from __future__ import annotations

@@ -1,22 +1,24 @@
 """The order path's hot statements on PostgreSQL, one round trip each.
 
-An order without an Idempotency-Key takes two statements on PostgreSQL: the
-admission, which also checks the API key, and the activation. Each runs alone in
-autocommit mode, so PostgreSQL makes it atomic without a BEGIN or a COMMIT
-round trip. The admission and the activation chain their steps as
-data-modifying CTEs, and each either does all of its work or none of it:
+An order takes two statements on PostgreSQL: the admission, which also checks
+the API key and claims the Idempotency-Key, and the activation, which also
+stores the response for that key. Each runs alone in autocommit mode, so
+PostgreSQL makes it atomic without a BEGIN or a COMMIT round trip. The
+admission and the activation chain their steps as data-modifying CTEs, and
+each either does all of its work or none of it:
 
-- a step that would break a CHECK constraint (a pool over capacity, a month
-  over its credit limit) aborts the whole statement;
-- a condition the statement cannot settle (an unknown, revoked or admin key,
-  a changed price, an unknown pool name, a credit limit in another currency,
-  a lease no longer pending) makes every step match no row, so the statement
-  changes nothing.
+- a step that would break a constraint (a pool over capacity, a month over
+  its credit limit, an Idempotency-Key claimed already) aborts the whole
+  statement;
+- some conditions make every step match no row, so the statement changes
+  nothing: an unknown, revoked or admin key, a changed price, an unknown pool
+  name, a credit limit in another currency, a lease no longer pending.
 
 Either way the caller falls back to the general path in ``rentgate.ordering``,
 which checks the key, reads and locks step by step, on SQLite and PostgreSQL
-alike, and raises the 401, 402, 403, 409 or 422 that explains the rejection.
-Other routes look the key up with ``find_key``.
+alike, and raises the 401, 402, 403, 409 or 422 that explains the rejection
+or replays the response stored for the Idempotency-Key. Other routes look the
+API key up with ``find_key``.
 
 The statements go straight to the psycopg cursor of a pooled SQLAlchemy
 connection, because SQLAlchemy's execution layer costs more CPU than the
@@ -102,6 +104,15 @@ credit AS (
     ON CONFLICT (tenant_id, period) DO UPDATE
        SET used_minor = credit_periods.used_minor + EXCLUDED.used_minor
     RETURNING period
+),
+claim AS (
+    INSERT INTO idempotency_keys (
+        tenant_id, route, key, request_hash, lease_id, created_at
+    )
+    SELECT tenant_id, %(claim_route)s::text, %(claim_key)s::text,
+           %(request_hash)s::text, %(lease_id)s::text, %(now)s::timestamptz
+      FROM caller
+     WHERE %(claim_key)s::text IS NOT NULL AND (SELECT ok FROM placed)
 )
 INSERT INTO leases (
     id, tenant_id, offering, provider, pool_id, quantity, hours, unit,
@@ -127,7 +138,8 @@ RETURNING (SELECT id FROM caller), tenant_id, pool_id, (SELECT name FROM pool),
 
 # The UPDATE matches only a pending lease, and the charge is inserted only for
 # the row it changed, so a lease the reconcile job settled meanwhile is left
-# alone and no second charge is booked.
+# alone and no second charge is booked. The response is stored on the lease's
+# Idempotency-Key claim, if it has one, only with that activation.
 ACTIVATE = """
 WITH activated AS (
     UPDATE leases
@@ -137,6 +149,15 @@ WITH activated AS (
            details = COALESCE(CAST(%(details)s AS json), details)
      WHERE id = %(lease_id)s AND state = 'pending'
     RETURNING id, tenant_id, offering, amount_minor, currency
+),
+answered AS (
+    UPDATE idempotency_keys
+       SET response_status = %(response_status)s::integer,
+           response_body = CAST(%(response_body)s AS json),
+           completed_at = %(now)s::timestamptz
+     WHERE %(response_status)s::integer IS NOT NULL
+       AND lease_id = %(lease_id)s AND response_status IS NULL
+       AND EXISTS (SELECT 1 FROM activated)
 )
 INSERT INTO ledger_entries (
     lease_id, tenant_id, offering, kind, amount_minor, currency, booked_at, note
@@ -162,11 +183,12 @@ def admit(connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] 
     """Reserve units and credit and insert the pending lease, in one statement.
 
     ``values`` names the lease's columns as ADMIT binds them, ``details``
-    being the order as JSON text, plus the key's prefix and SHA-256. Returns
+    being the order as JSON text, plus the API key's prefix and SHA-256 and
+    the Idempotency-Key claim (route, key, request hash, or None). Returns
     (key_id, tenant_id, pool_id, pool_name, credit_period) of the lease
     inserted, or None when the statement changed nothing. Raises
-    IntegrityError when a reservation would break a CHECK constraint, which
-    also changes nothing.
+    IntegrityError when a reservation would break a CHECK constraint or the
+    Idempotency-Key is claimed already, which also changes nothing.
     """
     return _fetch_one(connection, ADMIT, values)
 
@@ -179,11 +201,14 @@ def activate(
     now: datetime,
     expires_at: datetime | None,
     details: dict[str, Any] | None,
+    response: tuple[int, dict[str, Any]] | None = None,
 ) -> bool:
     """Make a pending lease active and book its charge; False if not pending.
 
-    ``details`` replaces the stored details when given.
+    ``details`` replaces the stored details when given. ``response``, the
+    status and body to replay, is stored on the lease's Idempotency-Key claim.
     """
+    status, body = response if response is not None else (None, None)
     row = _fetch_one(
         connection,
         ACTIVATE,
@@ -193,6 +218,8 @@ def activate(
             "now": now,
             "expires_at": expires_at,
             "details": json.dumps(details) if details is not None else None,
+            "response_status": status,
+            "response_body": json.dumps(body) if body is not None else None,
         },
     )
     return row is not None

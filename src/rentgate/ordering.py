@@ -129,37 +129,54 @@ def place_order(
     """Run the whole order flow and return the response to send.
 
     The tenant is ``tenant_id``, already authenticated, or the owner of
-    ``key``, which the admission checks. An Idempotency-Key needs
-    ``tenant_id``, because the claim is looked up before admission.
+    ``key``, which the admission checks.
     """
     body_hash = request_hash(payload)
-    if idempotency_key is not None:
-        assert tenant_id is not None, "an Idempotency-Key needs tenant_id"
-        earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
-        if earlier is not None:
-            return _answer_from_claim(runtime, earlier, body_hash)
-
+    claim = (route, idempotency_key, body_hash) if idempotency_key else None
     offering = OFFERING_OF[type(order)]
     terms = order_terms(order)
     provider_name = runtime.settings.provider_for(offering)
-    try:
-        lease = _admit(
-            runtime,
-            tenant_id=tenant_id,
-            key=key,
-            offering=offering,
-            terms=terms,
-            provider_name=provider_name,
-            order=order,
-            claim=(route, idempotency_key, body_hash) if idempotency_key else None,
+    lease_id = new_id()
+    now = utcnow()
+    details = order.model_dump(mode="json", exclude_none=True)
+
+    lease = None
+    if key is not None and fastpath.enabled(runtime.engine):
+        lease = _admit_in_one_statement(
+            runtime, lease_id, now, key, offering, terms, provider_name, details, claim
         )
-    except IntegrityError:
-        if idempotency_key is None or tenant_id is None:
-            raise
-        earlier = _find_claim(runtime, tenant_id, route, idempotency_key)
-        if earlier is None:
-            raise
-        return _answer_from_claim(runtime, earlier, body_hash)
+    if lease is None:
+        if tenant_id is None:
+            assert key is not None, "place_order needs tenant_id or key"
+            tenant_id = key.tenant_id()
+        replay = _replay(runtime, tenant_id, claim)
+        if replay is not None:
+            return replay
+        try:
+            lease = _admit_in_transaction(
+                runtime,
+                lease_id,
+                now,
+                tenant_id,
+                offering,
+                terms,
+                provider_name,
+                details,
+                claim,
+            )
+        except IntegrityError:
+            # A concurrent request with the same Idempotency-Key won the claim.
+            replay = _replay(runtime, tenant_id, claim)
+            if replay is None:
+                raise
+            return replay
+    log.info(
+        "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
+        lease.id,
+        lease.tenant_id,
+        offering,
+        lease.amount_minor,
+    )
 
     kind, action = ACTIONS[offering]
     provider_request = ProviderRequest(
@@ -226,55 +243,6 @@ def call_provider(
         ) from exc
 
 
-def _admit(
-    runtime: Runtime,
-    *,
-    tenant_id: int | None,
-    key: TenantKey | None,
-    offering: str,
-    terms: Terms,
-    provider_name: str,
-    order: Order,
-    claim: tuple[str, str | None, str] | None,
-) -> Lease:
-    lease_id = new_id()
-    now = utcnow()
-    details = order.model_dump(mode="json", exclude_none=True)
-    lease = None
-    if key is not None and claim is None and fastpath.enabled(runtime.engine):
-        try:
-            lease = _admit_in_one_statement(
-                runtime, lease_id, now, key, offering, terms, provider_name, details
-            )
-        except RentgateError:
-            # An invalid key gets its 401 or 403 before the order's own error.
-            key.tenant_id()
-            raise
-    if lease is None:
-        if tenant_id is None:
-            assert key is not None, "place_order needs tenant_id or key"
-            tenant_id = key.tenant_id()
-        lease = _admit_in_transaction(
-            runtime,
-            lease_id,
-            now,
-            tenant_id,
-            offering,
-            terms,
-            provider_name,
-            details,
-            claim,
-        )
-    log.info(
-        "lease admitted lease_id=%s tenant_id=%s offering=%s amount_minor=%s",
-        lease.id,
-        lease.tenant_id,
-        offering,
-        lease.amount_minor,
-    )
-    return lease
-
-
 def _admit_in_one_statement(
     runtime: Runtime,
     lease_id: str,
@@ -284,18 +252,28 @@ def _admit_in_one_statement(
     terms: Terms,
     provider_name: str,
     details: dict[str, Any],
+    claim: tuple[str, str | None, str] | None,
 ) -> Lease | None:
-    """Check the key and admit with one PostgreSQL statement; None if it
-    changed nothing.
+    """Check the key, claim the Idempotency-Key and admit, with one PostgreSQL
+    statement; None if it changed nothing.
 
-    The caller then checks the key and admits in a transaction, which finds
-    out why and raises the 401, 402, 403, 409 or 422 for it, or admits the
-    order at a newer price.
+    The caller then checks the key and admits in a transaction. That finds
+    out why and raises the 401, 402, 403, 409 or 422 for it. Or it replays
+    the response stored for the Idempotency-Key, or admits the order at a
+    newer price.
     """
-    connection = request_connection()
-    price = runtime.prices.get(connection, offering)
-    priced = quote_price(price, offering, terms.quantity, terms.billable_hours)
-    period = admission.current_period()
+    try:
+        priced = quote_price(
+            runtime.prices.get(request_connection(), offering),
+            offering,
+            terms.quantity,
+            terms.billable_hours,
+        )
+    except RentgateError:
+        # An invalid key gets its 401 or 403 before the order's own error.
+        key.tenant_id()
+        raise
+    route, claim_key, body_hash = claim or (None, None, None)
     values = {
         "key_prefix": key.prefix,
         "key_hash": key.key_hash,
@@ -311,11 +289,14 @@ def _admit_in_one_statement(
         "details": json.dumps(details),
         "price_id": priced.price_id,
         "pool_name": terms.pool,
-        "period": period,
+        "period": admission.current_period(),
         "now": now,
+        "claim_route": route,
+        "claim_key": claim_key,
+        "request_hash": body_hash,
     }
     try:
-        row = fastpath.admit(connection, values)
+        row = fastpath.admit(request_connection(), values)
     except IntegrityError:
         return None
     if row is None:
@@ -445,7 +426,10 @@ def settle_success(
     }
     if result.details:
         values["details"] = {**lease.details, "provider": result.details}
-    if not has_claim and fastpath.enabled(runtime.engine):
+    if fastpath.enabled(runtime.engine):
+        # The response is built before the statement, which stores it for the
+        # Idempotency-Key together with the activation.
+        outcome = _activated(lease, values)
         activated = fastpath.activate(
             request_connection(),
             lease_id=lease.id,
@@ -453,9 +437,11 @@ def settle_success(
             now=now,
             expires_at=values["expires_at"],
             details=values.get("details"),
+            response=(outcome.status, outcome.body) if has_claim else None,
         )
         if activated:
-            return _activated(lease, values)
+            _count_activation(lease)
+            return outcome
         # Not pending any more: the general path below reads its state.
     leases = Lease.__table__
     with runtime.transaction() as session:
@@ -479,6 +465,7 @@ def settle_success(
                 },
             )
             outcome = _activated(lease, values)
+            _count_activation(lease)
         else:
             current = session.get(Lease, lease.id)
             if current is None:
@@ -490,12 +477,15 @@ def settle_success(
 
 
 def _activated(lease: Lease, values: dict[str, Any]) -> Outcome:
-    """Copy the activation's ``values`` onto ``lease``, count it and log it."""
+    """Copy the activation's ``values`` onto ``lease``; return its response."""
     for name, value in values.items():
         setattr(lease, name, value)
+    return outcome_for_lease(lease)
+
+
+def _count_activation(lease: Lease) -> None:
     metrics.count_revenue(lease)
     log.info("lease activated lease_id=%s resource_id=%s", lease.id, lease.resource_id)
-    return outcome_for_lease(lease)
 
 
 def _columns(lease: Lease) -> dict[str, Any]:
@@ -649,6 +639,20 @@ def lease_action_once(
             raise
         return _answer_from_claim(runtime, earlier, body_hash)
     return Outcome(200, lease_to_dict(lease))
+
+
+def _replay(
+    runtime: Runtime, tenant_id: int, claim: tuple[str, str | None, str] | None
+) -> Outcome | None:
+    """Return the response for an Idempotency-Key used before, or None."""
+    if claim is None:
+        return None
+    route, key, body_hash = claim
+    assert key is not None
+    earlier = _find_claim(runtime, tenant_id, route, key)
+    if earlier is None:
+        return None
+    return _answer_from_claim(runtime, earlier, body_hash)
 
 
 def _find_claim(

@@ -44,10 +44,9 @@ def _make_view(route: str) -> Callable[[], Response]:
         response_headers={201: LOCATION},
     )
     def view() -> Response:
-        # On PostgreSQL the admission statement checks the key of an order
-        # without an Idempotency-Key, which saves a round trip. Any error found
-        # before that waits for a full check of the key, so an invalid key
-        # always gets its 401 or 403 first.
+        # On PostgreSQL the admission statement checks the API key, which
+        # saves a round trip. Any error found before that waits for a full
+        # check of the key, so an invalid key always gets its 401 or 403 first.
         key = pending_key() if fastpath.enabled(runtime().engine) else None
         if key is None:
             authenticate_tenant()
@@ -59,10 +58,6 @@ def _make_view(route: str) -> Callable[[], Response]:
             if key is not None:
                 key.tenant_id()
             raise
-        if key is not None and claim_key is not None:
-            # The claim is looked up by tenant before admission.
-            key.tenant_id()
-            key = None
         outcome = place_order(
             runtime(),
             tenant_id=tenant_id() if key is None else None,
