@@ -8,6 +8,7 @@ PostgreSQL path quotes from a cache.
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -279,3 +280,69 @@ def test_order_with_claim_key_checks_tenant(client, seeded: Seeded, runtime):
         stored = session.get(Lease, first.get_json()["lease"]["id"])
     assert stored is not None
     assert stored.tenant_id == seeded.other_tenant_id
+
+
+def test_rejected_price_not_kept(client, seeded: Seeded, runtime):
+    add_price(runtime, "compute", "99999999999999.99999999")
+    too_large = client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+    add_price(runtime, "compute", "3.00")
+    after = [
+        client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+        for _ in range(3)
+    ]
+
+    assert too_large.status_code == 422
+    assert too_large.get_json()["errors"][0]["type"] == "amount_too_large"
+    assert [response.status_code for response in after] == [201, 201, 201]
+    assert {response.get_json()["lease"]["amount"] for response in after} == {"3.00"}
+
+
+class WatchedBody(io.BytesIO):
+    """A request body that records whether the server read it."""
+
+    was_read = False
+
+    def read(self, *args: Any) -> bytes:
+        self.was_read = True
+        return super().read(*args)
+
+    def readinto(self, buffer: Any) -> int:
+        self.was_read = True
+        return super().readinto(buffer)
+
+    readline = read  # type: ignore[assignment]
+
+
+def test_made_up_key_rejected_before_body(client, seeded: Seeded):
+    body = WatchedBody(b'{"resource_type": "compute", "quantity": 1}')
+    response = client.post(
+        "/rent_resource",
+        input_stream=body,
+        headers={
+            "Authorization": f"Bearer {BAD_KEY}",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body.getvalue())),
+        },
+    )
+
+    assert response.status_code == 401
+    assert response.get_json()["detail"].startswith("Invalid or revoked API key")
+    assert body.was_read is False
+
+
+@pytest.mark.parametrize(
+    ("authorization", "detail"),
+    [
+        (None, "Missing API key"),
+        ("Basic dXNlcjpwYXNz", "The Authorization header contains no Bearer API key"),
+        ("bearer\trg_0123456789ab_secret", "The Authorization header contains no"),
+    ],
+    ids=["missing", "basic", "tab"],
+)
+def test_order_without_bearer_key_is_401(client, authorization, detail):
+    headers = {"Authorization": authorization} if authorization else {}
+
+    response = client.post("/rent_resource", json=COMPUTE, headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["detail"].startswith(detail)

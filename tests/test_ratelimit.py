@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -148,3 +152,71 @@ def test_process_counters_sweep_quiet_buckets(monkeypatch):
     assert counters.get("busy") == 5
     assert counters.get("quiet-0") == 0
     assert counters.get_expiry("quiet-0") == clock[0]
+
+
+def test_made_up_keys_share_address_limit(limited):
+    statuses = []
+    for number in range(5):
+        token = f"rg_{number:012x}_made-up-secret-{number}"
+        headers = {"Authorization": f"Bearer {token}"}
+        statuses.append(limited.get("/leases", headers=headers).status_code)
+    response = limited.get(
+        "/leases", headers={"Authorization": "Bearer rg_00000000000f_another"}
+    )
+
+    assert statuses == [401, 401, 401, 429, 429]
+    assert response.status_code == 429
+    assert "3 per 1 minute per client address" in response.get_json()["detail"]
+
+
+def test_known_key_counts_by_key(limited, seeded):
+    first = limited.get("/leases", headers=seeded.headers)
+    for number in range(3):
+        token = f"rg_{number:012x}_made-up-secret-{number}"
+        limited.get("/leases", headers={"Authorization": f"Bearer {token}"})
+
+    known = limited.get("/leases", headers=seeded.headers)
+
+    assert first.status_code == 200
+    assert known.status_code == 200
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_silent_redis_delays_little(database_url, seeded, silent_redis):
+    settings = make_settings(
+        database_url, rate_limit="100/second", redis_url=silent_redis
+    )
+    app = create_app(settings)
+    client = app.test_client()
+
+    elapsed = []
+    for _ in range(10):
+        started = time.monotonic()
+        status = client.get("/leases", headers=seeded.headers).status_code
+        elapsed.append((status, time.monotonic() - started))
+    app.extensions["rentgate"].close()
+
+    assert [status for status, _ in elapsed] == [200] * 10
+    assert max(seconds for _, seconds in elapsed) < 1.0
+    assert sum(seconds for _, seconds in elapsed) < 1.5

@@ -105,11 +105,48 @@ def bearer_token() -> str:
     """Return the Bearer key of the current request, or raise 401 if it has none."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if not header.strip():
         raise Unauthorized(
             "Missing API key; send the header 'Authorization: Bearer <key>'."
         )
-    return token.strip()
+    raise Unauthorized(
+        "The Authorization header contains no Bearer API key; send "
+        "'Authorization: Bearer <key>', with one space after Bearer."
+    )
+
+
+class VerifiedKeys:
+    """SHA-256 hashes of the keys this process authenticated, for two uses.
+
+    An order whose key is in the set has the key checked by its admission
+    statement only, so a valid key costs no separate lookup. Any other key is
+    checked before the body is read, so a client with a made-up key cannot
+    hold a worker by sending its body slowly. The rate limiter counts a key in
+    the set by its hash and any other by the client address, so made-up keys
+    share one bucket. A key that fails a check leaves the set; the set is
+    emptied when it reaches MAX_SIZE.
+    """
+
+    MAX_SIZE = 10_000
+
+    def __init__(self) -> None:
+        self._hashes: set[str] = set()
+
+    def __contains__(self, key_hash: str) -> bool:
+        return key_hash in self._hashes
+
+    def add(self, key_hash: str) -> None:
+        if len(self._hashes) >= self.MAX_SIZE:
+            self._hashes.clear()
+        self._hashes.add(key_hash)
+
+    def discard(self, key_hash: str) -> None:
+        self._hashes.discard(key_hash)
+
+
+verified_keys = VerifiedKeys()
 
 
 def authenticate() -> Caller:
@@ -123,7 +160,9 @@ def authenticate() -> Caller:
         with single_statement_session() as session:
             caller = resolve_key(session, token)
     if caller is None:
+        verified_keys.discard(hash_key(token))
         raise Unauthorized(INVALID_KEY)
+    verified_keys.add(hash_key(token))
     g.caller = caller
     return caller
 
@@ -170,16 +209,19 @@ class PendingKey:
 
 
 def pending_key() -> PendingKey:
-    """Return the request's key for a check at admission, or raise 401 at once.
+    """Return the request's key for a check at admission, or raise 401 or 403.
 
-    A key that is not shaped like a rentgate key can match no row, so it gets
-    its 401 here.
+    A key that this process has not authenticated before, or that is not
+    shaped like a rentgate key, is checked in full here.
     """
     token = bearer_token()
     prefix = key_prefix(token)
     if prefix is None:
         raise Unauthorized(INVALID_KEY)
-    return PendingKey(prefix=prefix, key_hash=hash_key(token))
+    key_hash = hash_key(token)
+    if key_hash not in verified_keys:
+        authenticate_tenant()
+    return PendingKey(prefix=prefix, key_hash=key_hash)
 
 
 def admin_required(view: F) -> F:

@@ -205,7 +205,8 @@ def place_order(
             "settle failed, lease stays pending lease_id=%s: %s", lease.id, exc.orig
         )
         raise Busy(
-            f"The provider fulfilled the order but the database was busy, so "
+            f"The provider fulfilled the order but the database was busy or "
+            "unreachable, so "
             f"lease '{lease.id}' stays pending until the reconcile job settles "
             "it; read the lease or retry with the same Idempotency-Key.",
             retry_after=1,
@@ -270,9 +271,10 @@ def _admit_in_one_statement(
             terms.billable_hours,
         )
     except RentgateError:
-        # An invalid key gets its 401 or 403 before the order's own error.
-        key.tenant_id()
-        raise
+        # The cached price may be stale, so the transaction path quotes again
+        # and raises the error if it still holds, after checking the key.
+        runtime.prices.forget(offering)
+        return None
     route, claim_key, body_hash = claim or (None, None, None)
     values = {
         "key_prefix": key.prefix,

@@ -7,13 +7,14 @@ them; otherwise each process counts alone and the limit is multiplied by the
 number of processes. Health, metrics and docs routes are not limited.
 
 Requests are counted by the SHA-256 of their Bearer token, so a key never
-reaches Redis in plain text; requests without a token are counted by client
-address. A breach raises ``RateLimited``, which ``rentgate.errors`` renders as
-a problem body with ``Retry-After``.
+reaches Redis in plain text. Requests without a token, or with one that this
+process has not authenticated, are counted by client address as well. A
+breach raises ``RateLimited``, which ``rentgate.errors`` renders as a problem
+body with ``Retry-After``.
 
 A Redis outage must not take the gateway down: counting falls back to this
 process's memory, with one warning, and Redis is tried again after 1, 2, 4 ...
-up to 64 seconds.
+up to 64 seconds. Each Redis call gives up after REDIS_TIMEOUT_SECONDS.
 
 One before-request hook calls ``limits`` directly. Flask-Limiter, which wraps
 the same library, spent about as much CPU again as the count itself on every
@@ -34,6 +35,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from rentgate.auth import verified_keys
 from rentgate.config import Settings
 from rentgate.errors import RentgateError
 
@@ -43,6 +45,9 @@ EXTENSION_KEY = "rentgate_limiter"
 UNLIMITED_BLUEPRINTS = {"health", "metrics", "docs"}
 KEY_PREFIX = "rentgate"
 MAX_RETRY_BACKOFF_SECONDS = 64
+# A Redis that accepts connections but does not answer holds a request at most
+# this long per attempt, far below any worker timeout.
+REDIS_TIMEOUT_SECONDS = 0.25
 
 
 class RateLimited(RentgateError):
@@ -114,14 +119,23 @@ class ProcessCounters(Storage):
             del self._counts[key]
 
 
-def rate_limit_key() -> str:
-    """Return the bucket of the current request: its API key hash or address."""
+def rate_limit_buckets() -> list[str]:
+    """Return the buckets the current request counts in.
+
+    A request with a Bearer token counts in the bucket of the token's SHA-256.
+    One whose token this process has not authenticated counts in its client
+    address's bucket too, so a client cannot escape the limit by sending a
+    new made-up key each time.
+    """
+    address = f"addr:{request.remote_addr or 'unknown'}"
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        return f"key:{digest[:32]}"
-    return f"addr:{request.remote_addr or 'unknown'}"
+    if scheme.lower() != "bearer" or not token.strip():
+        return [address]
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    if digest in verified_keys:
+        return [f"key:{digest[:32]}"]
+    return [f"key:{digest[:32]}", address]
 
 
 class RequestLimiter:
@@ -133,7 +147,12 @@ class RequestLimiter:
         self.memory = FixedWindowRateLimiter(ProcessCounters())
         self.redis = None
         if redis_url:
-            storage = storage_from_string(redis_url, wrap_exceptions=True)
+            storage = storage_from_string(
+                redis_url,
+                wrap_exceptions=True,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             self.redis = FixedWindowRateLimiter(storage)
         self._lock = threading.Lock()
         self._redis_down = False
@@ -170,13 +189,24 @@ class RequestLimiter:
         with self._lock:
             if time.monotonic() < self._next_try:
                 return self.memory
-            self._next_try = time.monotonic() + self._backoff()
-        if self.redis.storage.check():
-            log.info("rate limit counters are back in Redis")
-            self._redis_down = False
-            self._failures = 0
-            return self.redis
-        return self.memory
+            # Other requests count in memory while this one checks Redis.
+            self._next_try = math.inf
+        back = False
+        try:
+            back = self.redis.storage.check()
+        finally:
+            with self._lock:
+                if back:
+                    self._redis_down = False
+                    self._failures = 0
+                else:
+                    # The wait starts after the check, which may have taken up
+                    # to REDIS_TIMEOUT_SECONDS.
+                    self._next_try = time.monotonic() + self._backoff()
+        if not back:
+            return self.memory
+        log.info("rate limit counters are back in Redis")
+        return self.redis
 
     def _mark_down(self, exc: StorageError) -> None:
         with self._lock:
@@ -198,12 +228,16 @@ def _check_limit() -> None:
     if request.blueprint in UNLIMITED_BLUEPRINTS or request.endpoint == "static":
         return
     limiter: RequestLimiter = current_app.extensions[EXTENSION_KEY]
-    breach = limiter.breached(rate_limit_key())
-    if breach is None:
+    for bucket in rate_limit_buckets():
+        breach = limiter.breached(bucket)
+        if breach is not None:
+            break
+    else:
         return
     item, retry_after = breach
+    counted = "API key" if bucket.startswith("key:") else "client address"
     raise RateLimited(
-        f"Rate limit of {item} per API key exceeded; retry after {retry_after} "
+        f"Rate limit of {item} per {counted} exceeded; retry after {retry_after} "
         "seconds.",
         retry_after=retry_after,
     )
