@@ -1,5 +1,7 @@
-# rentgate: `make run` serves the demo on 127.0.0.1:5000, `make test` runs the suite.
+# rentgate: `make run` serves the demo, `make test` runs the suite.
 PYTHON ?= python3
+# Address and port that `make run` serves on, such as BIND=127.0.0.1:5099.
+BIND ?= 127.0.0.1:5000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,7 +30,7 @@ seed: migrate
 	$(BIN)/rentgate seed-demo
 
 run: seed
-	$(BIN)/rentgate serve --bind 127.0.0.1:5000
+	$(BIN)/rentgate serve --bind $(BIND)
 
 # Runs every test on SQLite and on PostgreSQL (RENTGATE_TEST_POSTGRES_URL,
 # default postgresql+psycopg://postgres@127.0.0.1:5432/test).

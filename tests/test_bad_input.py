@@ -50,6 +50,81 @@ def test_body_not_object_is_400(client, seeded, data, fragment):
     assert fragment in response.get_json()["detail"]
 
 
+COMPUTE_ORDER = '{"resource_type": "compute", "quantity": 1}'
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        pytest.param(
+            COMPUTE_ORDER.encode("utf-16"), "UTF-16 or UTF-32 byte order", id="utf16"
+        ),
+        pytest.param(
+            COMPUTE_ORDER.encode("utf-16-be"), "NUL byte at offset 0", id="utf16-be"
+        ),
+        pytest.param(
+            COMPUTE_ORDER.encode("utf-32-le"), "NUL byte at offset 1", id="utf32-le"
+        ),
+        pytest.param(
+            b"\xef\xbb\xbf" + COMPUTE_ORDER.encode(),
+            "UTF-8 byte order mark",
+            id="utf8-bom",
+        ),
+        pytest.param(
+            b'{"resource_type": "comp\xc3"}', "byte 0xc3 at offset 23", id="truncated"
+        ),
+        pytest.param(
+            b'{"resource_type": "\xed\xa0\x80"}', "not UTF-8", id="encoded-surrogate"
+        ),
+    ],
+)
+def test_body_not_utf8_is_400(client, seeded, data, fragment):
+    response = post_raw(client, seeded, "/rent_resource", data)
+
+    assert response.status_code == 400
+    detail = response.get_json()["detail"]
+    assert fragment in detail
+    assert "send UTF-8 encoded JSON" in detail
+
+
+@pytest.mark.parametrize(
+    ("data", "escape"),
+    [
+        pytest.param(
+            r'{"\ud800": 1, "resource_type": "compute", "quantity": 1}',
+            r"\ud800",
+            id="key",
+        ),
+        pytest.param(
+            r'{"resource_type": "compute", "quantity": 1, "gpu_model": "a\udc00"}',
+            r"\udc00",
+            id="value",
+        ),
+        pytest.param(
+            r'{"resource_type": "compute", "quantity": 1, "x": [["\ud83d"]]}',
+            r"\ud83d",
+            id="nested-list",
+        ),
+    ],
+)
+def test_lone_surrogate_is_400(client, seeded, data, escape):
+    response = post_raw(client, seeded, "/rent_resource", data)
+
+    assert response.status_code == 400
+    detail = response.get_json()["detail"]
+    assert "lone surrogate" in detail
+    assert escape in detail
+
+
+def test_surrogate_pair_is_one_character(client, seeded):
+    data = r'{"resource_type": "compute", "quantity": 1, "gpu_model": "\ud83d\ude00"}'
+
+    response = post_raw(client, seeded, "/rent_resource", data)
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "gpu_model"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "error_type"),
     [

@@ -228,6 +228,32 @@ def release_credit(session: Session, lease: Lease, amount_minor: int) -> None:
     )
 
 
+def return_credit(
+    session: Session, tenant_id: int, period: str, amount_minor: int
+) -> int:
+    """Take up to ``amount_minor`` off a month's used credit; return the amount taken.
+
+    Used credit never drops below zero, so less is taken when the month's row
+    has less used, and nothing when the tenant has no row for that month.
+    """
+    credit = CreditPeriod.__table__
+    row = session.execute(
+        select(credit.c.id, credit.c.used_minor)
+        .where(credit.c.tenant_id == tenant_id, credit.c.period == period)
+        .with_for_update()
+    ).first()
+    if row is None or amount_minor <= 0:
+        return 0
+
+    returned = min(amount_minor, row.used_minor)
+    session.execute(
+        update(credit)
+        .where(credit.c.id == row.id)
+        .values(used_minor=credit.c.used_minor - returned)
+    )
+    return returned
+
+
 def set_credit_limit(session: Session, tenant: Tenant, limit_minor: int | None) -> None:
     """Change a tenant's monthly limit, this month's included, or raise 409.
 

@@ -20,9 +20,19 @@ from rentgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# Key in Lease.details of the extensions in order, each with the month whose
+# credit it counted against (None when the tenant had no limit) and its amount
+# in minor units. It is bookkeeping, so the API does not show it.
+EXTENSION_CREDIT = "extension_credit"
+
 
 def lease_to_dict(lease: Lease) -> dict[str, Any]:
     """Render a lease for the API, money as decimal strings."""
+    details = {
+        key: value
+        for key, value in (lease.details or {}).items()
+        if key != EXTENSION_CREDIT
+    }
     return {
         "id": lease.id,
         "offering": lease.offering,
@@ -35,8 +45,8 @@ def lease_to_dict(lease: Lease) -> dict[str, Any]:
         "amount": format_money(lease.amount_minor, lease.currency),
         "currency": lease.currency,
         "resource_id": lease.resource_id,
-        "pool": (lease.details or {}).get("pool"),
-        "details": lease.details or {},
+        "pool": details.get("pool"),
+        "details": details,
         "failure_reason": lease.failure_reason,
         "created_at": _iso(lease.created_at),
         "activated_at": _iso(lease.activated_at),
@@ -114,17 +124,13 @@ def release_lease(
 ) -> Lease:
     """End an active lease early and refund unused whole hours of a timed price.
 
-    A ``claim`` is stored in the same transaction, with the response.
+    The lease's end, its refund, the capacity and credit it gives back and a
+    ``claim`` commit in one transaction before the provider is asked to free
+    the resource. A crash or a provider failure after the commit therefore
+    leaves the tenant no longer billed and the resource still held at the
+    provider, never the reverse. A retry gets the stored response or a 422
+    and does not call the provider again.
     """
-    with runtime.read_sessions() as session:
-        lease = get_lease(session, tenant_id, lease_id)
-        _require_active(lease, "released")
-    provider = runtime.providers.get(lease.provider)
-    assert lease.resource_id is not None
-    provider.release(
-        lease.id, lease.resource_id, Deadline(runtime.settings.provider_deadline)
-    )
-
     now = utcnow()
     with runtime.transaction() as session:
         _insert_claim(session, claim)
@@ -152,10 +158,56 @@ def release_lease(
                     note=f"early release, {unused} h unused",
                 )
             )
-            admission.release_credit(session, lease, refund)
+            _return_credit(session, lease, refund)
         _complete_claim(claim, lease)
     log.info("lease released lease_id=%s refund_minor=%s", lease.id, refund)
+
+    # NOTE: nothing retries a provider release that failed, or that a crash
+    # after the commit cut off. Only the warning it logs records a failure.
+    _release_resource(runtime, lease, "release")
     return lease
+
+
+def _credit_segments(lease: Lease) -> list[tuple[str | None, int]]:
+    # The order first, then each extension, as (month counted in or None,
+    # amount in minor units).
+    # NOTE: a lease extended before extensions were listed in details has only
+    # its order here, and its credit_period may be the month of an extension,
+    # so its release gives back at most the order's amount, to that month.
+    segments = [(lease.credit_period, lease.amount_minor)]
+    for item in (lease.details or {}).get(EXTENSION_CREDIT, []):
+        segments.append((item["period"], item["amount_minor"]))
+    return segments
+
+
+def _return_credit(session: Session, lease: Lease, refund: int) -> None:
+    """Give back the credit that the refunded hours counted, month by month.
+
+    The unused hours are the last ones of the term, so the refund is matched
+    against the newest extension first and the order last. Each part gives
+    back credit only to the month it was counted in, and at most its amount.
+    """
+    per_period: dict[str, int] = {}
+    remaining = refund
+    for period, amount in reversed(_credit_segments(lease)):
+        share = min(remaining, amount)
+        remaining -= share
+        if period is not None and share > 0:
+            per_period[period] = per_period.get(period, 0) + share
+
+    for period, amount in sorted(per_period.items()):
+        returned = admission.return_credit(session, lease.tenant_id, period, amount)
+        if returned < amount:
+            log.warning(
+                "credit period %s had less used credit than the lease counted in "
+                "it, so only the used credit was returned lease_id=%s "
+                "tenant_id=%s counted_minor=%s returned_minor=%s",
+                period,
+                lease.id,
+                lease.tenant_id,
+                amount,
+                returned,
+            )
 
 
 def extend_lease(
@@ -188,8 +240,14 @@ def extend_lease(
         lease.hours += hours
         lease.expires_at = (lease.expires_at or now) + timedelta(hours=hours)
         lease.updated_at = now
-        if period is not None and lease.credit_period is None:
-            lease.credit_period = period
+        # credit_period stays the order's month. A release reads this list to
+        # give credit back only to the months that counted each extension.
+        details = lease.details or {}
+        extensions = [
+            *details.get(EXTENSION_CREDIT, []),
+            {"period": period, "amount_minor": amount},
+        ]
+        lease.details = {**details, EXTENSION_CREDIT: extensions}
         session.add(
             LedgerEntry(
                 lease_id=lease.id,
@@ -250,19 +308,29 @@ def expire_leases(runtime: Runtime, *, batch: int = 500) -> int:
             admission.release_capacity(session, lease)
             expired.append(lease)
     for lease in expired:
-        provider = runtime.providers.get(lease.provider)
-        try:
-            provider.release(
-                lease.id,
-                lease.resource_id or "",
-                Deadline(runtime.settings.provider_deadline),
-            )
-        except ProviderError as exc:
-            log.warning(
-                "provider release failed after expiry lease_id=%s provider=%s: %s",
-                lease.id,
-                lease.provider,
-                exc.detail,
-            )
+        _release_resource(runtime, lease, "expiry")
         log.info("lease expired lease_id=%s", lease.id)
     return len(expired)
+
+
+def _release_resource(runtime: Runtime, lease: Lease, cause: str) -> None:
+    """Ask the provider to free the resource of a lease that has ended.
+
+    The lease has already ended in the database, so a provider failure is
+    logged as a warning and not raised.
+    """
+    provider = runtime.providers.get(lease.provider)
+    try:
+        provider.release(
+            lease.id,
+            lease.resource_id or "",
+            Deadline(runtime.settings.provider_deadline),
+        )
+    except ProviderError as exc:
+        log.warning(
+            "provider release failed after %s lease_id=%s provider=%s: %s",
+            cause,
+            lease.id,
+            lease.provider,
+            exc.detail,
+        )

@@ -160,16 +160,70 @@ def _reject_constant(name: str) -> Any:
     raise _ConstantError(f"{name} is not valid JSON; send a finite number")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _decode_utf8(raw: bytes) -> str:
+    """Decode a body as strict UTF-8, or raise 400 naming what else it is.
+
+    ``json.loads`` given bytes would also accept UTF-16, UTF-32 and a leading
+    byte order mark, which RFC 8259 (section 8.1) does not allow for JSON
+    sent over a network.
+    """
+    if raw.startswith(UTF8_BOM):
+        raise BadRequest(
+            "Request body starts with a UTF-8 byte order mark, which JSON must "
+            "not have; send UTF-8 encoded JSON without it."
+        )
+    if raw.startswith(UTF16_BOMS):
+        raise BadRequest(
+            "Request body is not UTF-8: it starts with a UTF-16 or UTF-32 byte "
+            "order mark; send UTF-8 encoded JSON."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"Request body is not UTF-8: byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start} is invalid; send UTF-8 encoded JSON."
+        ) from None
+    nul = text.find("\x00")
+    if nul != -1:
+        # JSON allows no raw NUL anywhere, but UTF-16 and UTF-32 text of ASCII
+        # characters is full of them.
+        raise BadRequest(
+            f"Request body contains a NUL byte at offset {nul}, as UTF-16 or "
+            "UTF-32 text does; send UTF-8 encoded JSON."
+        )
+    return text
+
+
+def _find_lone_surrogate(payload: Any) -> str | None:
+    """Return the first unpaired surrogate in the keys and strings, or None."""
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return value[exc.start]
+    return None
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body that must be a JSON object of finite values."""
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
+    text = _decode_utf8(raw)
     try:
-        payload = json.loads(raw, parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "Request body is not UTF-8; send UTF-8 encoded JSON."
-        ) from None
+        payload = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} "
@@ -184,6 +238,16 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise BadRequest("Request body is nested too deeply; flatten it.") from None
+    # Strict UTF-8 text has no surrogates, so only a \u escape can make one.
+    if "\\u" in text:
+        surrogate = _find_lone_surrogate(payload)
+        if surrogate is not None:
+            escape = f"\\u{ord(surrogate):04x}"
+            raise BadRequest(
+                f"Request body is not valid JSON: the escape {escape} is a lone "
+                "surrogate; pair a high surrogate (\\ud800-\\udbff) with a low "
+                "one (\\udc00-\\udfff), or send the character itself."
+            )
     if not isinstance(payload, dict):
         kind = JSON_TYPE_NAMES.get(type(payload), "value")
         raise BadRequest(
