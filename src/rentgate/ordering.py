@@ -87,6 +87,22 @@ class Terms:
 
 
 @dataclass
+class Draft:
+    """An order about to be admitted: its new lease id and what it requests.
+
+    ``claim`` is (route, Idempotency-Key, request hash), or None without a key.
+    """
+
+    lease_id: str
+    now: datetime
+    offering: str
+    terms: Terms
+    provider_name: str
+    details: dict[str, Any]
+    claim: tuple[str, str | None, str] | None
+
+
+@dataclass
 class Outcome:
     """The HTTP status and body to send, and whether it is a replay."""
 
@@ -132,41 +148,33 @@ def place_order(
     ``key``, which the admission checks.
     """
     body_hash = request_hash(payload)
-    claim = (route, idempotency_key, body_hash) if idempotency_key else None
     offering = OFFERING_OF[type(order)]
     terms = order_terms(order)
-    provider_name = runtime.settings.provider_for(offering)
-    lease_id = new_id()
-    now = utcnow()
-    details = order.model_dump(mode="json", exclude_none=True)
+    draft = Draft(
+        lease_id=new_id(),
+        now=utcnow(),
+        offering=offering,
+        terms=terms,
+        provider_name=runtime.settings.provider_for(offering),
+        details=order.model_dump(mode="json", exclude_none=True),
+        claim=(route, idempotency_key, body_hash) if idempotency_key else None,
+    )
 
     lease = None
     if key is not None and fastpath.enabled(runtime.engine):
-        lease = _admit_in_one_statement(
-            runtime, lease_id, now, key, offering, terms, provider_name, details, claim
-        )
+        lease = _admit_in_one_statement(runtime, draft, key)
     if lease is None:
         if tenant_id is None:
             assert key is not None, "place_order needs tenant_id or key"
             tenant_id = key.tenant_id()
-        replay = _replay(runtime, tenant_id, claim)
+        replay = _replay(runtime, tenant_id, draft.claim)
         if replay is not None:
             return replay
         try:
-            lease = _admit_in_transaction(
-                runtime,
-                lease_id,
-                now,
-                tenant_id,
-                offering,
-                terms,
-                provider_name,
-                details,
-                claim,
-            )
+            lease = _admit_in_transaction(runtime, draft, tenant_id)
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the claim.
-            replay = _replay(runtime, tenant_id, claim)
+            replay = _replay(runtime, tenant_id, draft.claim)
             if replay is None:
                 raise
             return replay
@@ -191,7 +199,7 @@ def place_order(
         order=order.model_dump(mode="json", exclude_none=True),
     )
     try:
-        result = call_provider(runtime, provider_name, provider_request)
+        result = call_provider(runtime, draft.provider_name, provider_request)
     except ProviderError as exc:
         return _provider_failed(runtime, lease, exc)
     try:
@@ -245,15 +253,7 @@ def call_provider(
 
 
 def _admit_in_one_statement(
-    runtime: Runtime,
-    lease_id: str,
-    now: datetime,
-    key: TenantKey,
-    offering: str,
-    terms: Terms,
-    provider_name: str,
-    details: dict[str, Any],
-    claim: tuple[str, str | None, str] | None,
+    runtime: Runtime, draft: Draft, key: TenantKey
 ) -> Lease | None:
     """Check the key, claim the Idempotency-Key and admit, with one PostgreSQL
     statement; None if it changed nothing.
@@ -263,6 +263,7 @@ def _admit_in_one_statement(
     the response stored for the Idempotency-Key, or admits the order at a
     newer price.
     """
+    offering, terms = draft.offering, draft.terms
     try:
         priced = quote_price(
             runtime.prices.get(request_connection(), offering),
@@ -275,24 +276,24 @@ def _admit_in_one_statement(
         # and raises the error if it still holds, after checking the key.
         runtime.prices.forget(offering)
         return None
-    route, claim_key, body_hash = claim or (None, None, None)
+    route, claim_key, body_hash = draft.claim or (None, None, None)
     values = {
         "key_prefix": key.prefix,
         "key_hash": key.key_hash,
-        "lease_id": lease_id,
+        "lease_id": draft.lease_id,
         "offering": offering,
-        "provider": provider_name,
+        "provider": draft.provider_name,
         "quantity": terms.quantity,
         "hours": terms.term_hours,
         "unit": priced.unit,
         "unit_price": priced.unit_price,
         "currency": priced.currency,
         "amount_minor": priced.amount_minor,
-        "details": json.dumps(details),
+        "details": json.dumps(draft.details),
         "price_id": priced.price_id,
         "pool_name": terms.pool,
         "period": admission.current_period(),
-        "now": now,
+        "now": draft.now,
         "claim_route": route,
         "claim_key": claim_key,
         "request_hash": body_hash,
@@ -304,65 +305,42 @@ def _admit_in_one_statement(
     if row is None:
         runtime.prices.forget(offering)
         return None
-    key_id, tenant_id, pool_id, details["pool"], credit_period = row
+    key_id, tenant_id, pool_id, pool_name, credit_period = row
     key.confirm(key_id, tenant_id)
-    return _pending_lease(
-        lease_id,
-        now,
-        tenant_id,
-        offering,
-        terms,
-        provider_name,
-        priced,
-        pool_id,
-        credit_period,
-        details,
-    )
+    return _pending_lease(draft, tenant_id, priced, pool_id, pool_name, credit_period)
 
 
-def _admit_in_transaction(
-    runtime: Runtime,
-    lease_id: str,
-    now: datetime,
-    tenant_id: int,
-    offering: str,
-    terms: Terms,
-    provider_name: str,
-    details: dict[str, Any],
-    claim: tuple[str, str | None, str] | None,
-) -> Lease:
+def _admit_in_transaction(runtime: Runtime, draft: Draft, tenant_id: int) -> Lease:
+    terms = draft.terms
     with runtime.transaction() as session:
-        if claim is not None:
+        if draft.claim is not None:
             # The claim is inserted first, so a concurrent request with the same
             # key fails on the unique constraint before it reserves anything,
             # and the claim commits with the pending lease, before the provider
             # call. A rejected admission rolls the claim back with the lease.
-            route, key, body_hash = claim
+            route, key, body_hash = draft.claim
             session.execute(
                 insert(IdempotencyKey.__table__).values(
                     tenant_id=tenant_id,
                     route=route,
                     key=key,
                     request_hash=body_hash,
-                    lease_id=lease_id,
-                    created_at=now,
+                    lease_id=draft.lease_id,
+                    created_at=draft.now,
                 )
             )
-        priced = quote(session, offering, terms.quantity, terms.billable_hours)
-        pool = admission.reserve_capacity(session, offering, terms.pool, terms.quantity)
+        priced = quote(session, draft.offering, terms.quantity, terms.billable_hours)
+        pool = admission.reserve_capacity(
+            session, draft.offering, terms.pool, terms.quantity
+        )
         period = admission.reserve_credit(session, tenant_id, priced)
-        details["pool"] = pool.name if pool else None
         lease = _pending_lease(
-            lease_id,
-            now,
+            draft,
             tenant_id,
-            offering,
-            terms,
-            provider_name,
             priced,
             pool.id if pool else None,
+            pool.name if pool else None,
             period,
-            details,
         )
         # The row goes in with a Core INSERT because the ORM unit of work costs
         # more than the statement.
@@ -371,26 +349,22 @@ def _admit_in_transaction(
 
 
 def _pending_lease(
-    lease_id: str,
-    now: datetime,
+    draft: Draft,
     tenant_id: int,
-    offering: str,
-    terms: Terms,
-    provider_name: str,
     priced: Quote,
     pool_id: int | None,
+    pool_name: str | None,
     period: str | None,
-    details: dict[str, Any],
 ) -> Lease:
     # The object is in no session: the row goes in with a Core statement.
     return Lease(
-        id=lease_id,
+        id=draft.lease_id,
         tenant_id=tenant_id,
-        offering=offering,
-        provider=provider_name,
+        offering=draft.offering,
+        provider=draft.provider_name,
         pool_id=pool_id,
-        quantity=terms.quantity,
-        hours=terms.term_hours,
+        quantity=draft.terms.quantity,
+        hours=draft.terms.term_hours,
         unit=priced.unit,
         unit_price=priced.unit_price,
         currency=priced.currency,
@@ -398,10 +372,10 @@ def _pending_lease(
         credit_period=period,
         state="pending",
         resource_id=None,
-        details=details,
+        details={**draft.details, "pool": pool_name},
         failure_reason=None,
-        created_at=now,
-        updated_at=now,
+        created_at=draft.now,
+        updated_at=draft.now,
         activated_at=None,
         failed_at=None,
         ended_at=None,
