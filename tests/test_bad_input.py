@@ -126,6 +126,32 @@ def test_surrogate_pair_is_one_character(client, seeded):
 
 
 @pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        pytest.param(
+            '{"resource_type": "compute", "quantity": 1, "quantity": 2}',
+            "quantity",
+            id="top-level",
+        ),
+        pytest.param(
+            '{"resource_type": "compute", "quantity": 1, "x": {"a": 1, "a": 1}}',
+            "a",
+            id="nested",
+        ),
+    ],
+)
+def test_repeated_field_is_400(client, seeded, data, field):
+    response = post_raw(client, seeded, "/rent_resource", data)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert f"names the field '{field}' more than once" in body["detail"]
+    assert body["errors"] == [
+        {"field": field, "message": "repeated", "type": "duplicate_field"}
+    ]
+
+
+@pytest.mark.parametrize(
     ("body", "field", "error_type"),
     [
         pytest.param(

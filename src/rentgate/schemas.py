@@ -217,13 +217,32 @@ def _find_lone_surrogate(payload: Any) -> str | None:
     return None
 
 
+class _DuplicateFieldError(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of repeated names, which would let a body say
+    # one thing to a reader and another to the gateway.
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise _DuplicateFieldError(name)
+        result[name] = value
+    return result
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body that must be a JSON object of finite values."""
     if not raw.strip():
         raise BadRequest("Request body is empty; send a JSON object.")
     text = _decode_utf8(raw)
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_unique_object
+        )
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} "
@@ -231,6 +250,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     except _ConstantError as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}.") from None
+    except _DuplicateFieldError as exc:
+        raise BadRequest(
+            f"Request body names the field {exc.name!r} more than once; send "
+            "each field once.",
+            errors=[
+                {"field": exc.name, "message": "repeated", "type": "duplicate_field"}
+            ],
+        ) from None
     except ValueError:
         # Python refuses integers of more than 4300 digits (sys.int_info).
         raise BadRequest(
