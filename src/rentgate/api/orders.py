@@ -44,9 +44,10 @@ def _make_view(route: str) -> Callable[[], Response]:
         response_headers={201: LOCATION},
     )
     def view() -> Response:
-        # On PostgreSQL the admission statement checks the API key, which
-        # saves a round trip. Any error found before that waits for a full
-        # check of the key, so an invalid key always gets its 401 or 403 first.
+        # On PostgreSQL the admission statement checks a key that this worker
+        # has authenticated before, which saves a round trip, and pending_key
+        # checks any other key at once. An error found before admission waits
+        # for a full check of the key, so a bad key always gets 401 or 403.
         key = pending_key() if fastpath.enabled(runtime().engine) else None
         if key is None:
             authenticate_tenant()
