@@ -192,6 +192,9 @@ def test_extend_over_credit_is_402(client, seeded, runtime):
 
     assert extend.status_code == 402
     assert extend.get_json()["remaining"] == "10.00"
+    assert extend.get_json()["detail"].startswith(
+        "The extension costs 15.00 USD but only 10.00 of the credit limit"
+    )
     assert ledger(runtime, lease["id"]) == [("charge", 1000)]
     assert (
         client.get(f"/leases/{lease['id']}", headers=seeded.headers).get_json()["hours"]

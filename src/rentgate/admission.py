@@ -129,9 +129,16 @@ def reserve_credit(session: Session, tenant_id: int, priced: Quote) -> str | Non
 
 
 def reserve_credit_amount(
-    session: Session, tenant_id: int, amount: int, currency: str
+    session: Session,
+    tenant_id: int,
+    amount: int,
+    currency: str,
+    charged_for: str = "order",
 ) -> str | None:
-    """Count ``amount`` minor units against this month's limit, or raise 402."""
+    """Count ``amount`` minor units against this month's limit, or raise 402.
+
+    ``charged_for`` names what costs the amount in the 402 message.
+    """
     tenants = Tenant.__table__
     tenant = session.execute(
         select(
@@ -170,7 +177,7 @@ def reserve_credit_amount(
         session.refresh(row)
         remaining = row.limit_minor - row.used_minor
         raise PaymentRequired(
-            f"The order costs {format_money(amount, currency)} "
+            f"The {charged_for} costs {format_money(amount, currency)} "
             f"{currency} but only {format_money(remaining, currency)} "
             f"of the credit limit for {period} remains; release leases or ask the "
             "operator to raise the limit.",

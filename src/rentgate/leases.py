@@ -235,7 +235,7 @@ def extend_lease(
             )
         amount = _minor(lease, hours)
         period = admission.reserve_credit_amount(
-            session, lease.tenant_id, amount, lease.currency
+            session, lease.tenant_id, amount, lease.currency, charged_for="extension"
         )
         lease.hours += hours
         lease.expires_at = (lease.expires_at or now) + timedelta(hours=hours)
