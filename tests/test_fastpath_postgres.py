@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import event, func, select
 
@@ -22,22 +25,29 @@ def database_url(postgres_url: str) -> str:
     return postgres_url
 
 
-def test_fast_path_enabled(runtime):
-    assert fastpath.enabled(runtime.engine)
-
-
-def test_postgres_order_skips_orm_statements(client, seeded: Seeded, runtime):
-    client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
-    statements: list[str] = []
+@contextmanager
+def orm_statements(runtime) -> Iterator[list[list[str]]]:
+    """Collect the first three words of each statement SQLAlchemy executes."""
+    statements: list[list[str]] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:
         statements.append(statement.split()[0:3])
 
     event.listen(runtime.engine, "before_cursor_execute", record)
     try:
-        response = client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+        yield statements
     finally:
         event.remove(runtime.engine, "before_cursor_execute", record)
+
+
+def test_fast_path_enabled(runtime):
+    assert fastpath.enabled(runtime.engine)
+
+
+def test_postgres_order_skips_orm_statements(client, seeded: Seeded, runtime):
+    client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
+    with orm_statements(runtime) as statements:
+        response = client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
 
     assert response.status_code == 201
     # Only the local provider's allocation goes through SQLAlchemy's execution.
@@ -75,16 +85,8 @@ def test_keyed_order_stores_response_at_once(client, seeded: Seeded, runtime):
     headers = {**seeded.headers, "Idempotency-Key": "fast-key-1"}
     # The first order reads the price into the cache.
     client.post("/rent_resource", json=COMPUTE, headers=seeded.headers)
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement.split()[0:3])
-
-    event.listen(runtime.engine, "before_cursor_execute", record)
-    try:
+    with orm_statements(runtime) as statements:
         first = client.post("/rent_resource", json=COMPUTE, headers=headers)
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", record)
     with runtime.read_sessions() as session:
         claim = session.scalars(
             select(IdempotencyKey).where(IdempotencyKey.key == "fast-key-1")

@@ -183,7 +183,7 @@ def test_known_key_counts_by_key(limited, seeded):
 
 @pytest.fixture
 def silent_redis() -> Iterator[str]:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    """A TCP server on 127.0.0.1 that accepts connections and never replies."""
     server = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
 

@@ -15,9 +15,9 @@ each either does all of its work or none of it:
   name, a credit limit in another currency, a lease no longer pending.
 
 Either way the caller falls back to the general path in ``rentgate.ordering``,
-which checks the key, reads and locks step by step, on SQLite and PostgreSQL
-alike, and raises the 401, 402, 403, 409 or 422 that explains the rejection
-or replays the response stored for the Idempotency-Key. Other routes look the
+which SQLite always takes. It checks the key and reads and locks step by step.
+Then it raises the 401, 402, 403, 409 or 422 that explains the rejection, or
+replays the response stored for the Idempotency-Key. Other routes look the
 API key up with ``find_key``.
 
 The statements go straight to the psycopg cursor of a pooled SQLAlchemy

@@ -124,8 +124,8 @@ class PriceCache:
 
     A cached price may be stale: a newer price may have been set, or have
     become valid, since it was read. Only the PostgreSQL admission statement
-    uses it, and that statement checks in the same snapshot that the price is
-    still the current one and changes nothing otherwise; the caller then calls
+    uses it. That statement checks in the same snapshot that the price is still
+    the current one, and changes nothing otherwise, so the caller then calls
     ``forget`` and quotes afresh.
     """
 

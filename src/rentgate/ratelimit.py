@@ -45,7 +45,7 @@ EXTENSION_KEY = "rentgate_limiter"
 UNLIMITED_BLUEPRINTS = {"health", "metrics", "docs"}
 KEY_PREFIX = "rentgate"
 MAX_RETRY_BACKOFF_SECONDS = 64
-# A Redis that accepts connections but does not answer holds a request at most
+# A Redis that accepts connections but sends no reply delays a request at most
 # this long per attempt, far below any worker timeout.
 REDIS_TIMEOUT_SECONDS = 0.25
 

@@ -224,8 +224,8 @@ class _DuplicateFieldError(Exception):
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of repeated names, which would let a body say
-    # one thing to a reader and another to the gateway.
+    # json.loads keeps the last of repeated names, so a reader of the body and
+    # the gateway could see different values for one field.
     result: dict[str, Any] = {}
     for name, value in pairs:
         if name in result:
